@@ -1,0 +1,3 @@
+"""presence-ims: a runnable 3GPP IMS presence network."""
+
+__version__ = "0.1.0"

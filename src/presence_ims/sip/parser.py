@@ -1,0 +1,286 @@
+"""Turning bytes into messages: datagrams, TCP/TLS streams, and validation.
+
+``parse_datagram`` splits one UDP datagram; :class:`StreamFramer` frames a
+byte stream by Content-Length.  Both only split start line, header fields and
+body.  :func:`validate_request` and :func:`validate_response` then check what
+RFC 3261 requires of every message a transaction layer will look at (the
+mandatory headers, their syntax, CSeq against the method, Content-Length), so
+that a server answers a malformed request with the right status and a reason
+that names the defect, or drops a malformed response silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import SipFramingError, SipParseError
+from .grammar import HEADER_NAME_RE, METHOD_RE, REQUEST_LINE_RE, STATUS_LINE_RE
+from .headers import (
+    normalize_name,
+    parse_contact,
+    parse_cseq,
+    parse_name_addr,
+    parse_tokens,
+    parse_uint,
+    parse_via,
+    split_list,
+)
+from .message import SIP_VERSION, Headers, Message, Request, Response
+from .uri import SipURI, parse_uri
+
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ParserLimits:
+    """Size limits; a core takes its own small config, never the app settings."""
+
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    """Largest message accepted, headers and body together (bytes)."""
+    max_header_fields: int = 256
+    """Most header lines in one message."""
+
+
+DEFAULT_LIMITS = ParserLimits()
+
+
+def _decode(head: bytes) -> str:
+    return head.decode("utf-8", "surrogateescape")
+
+
+def _split_head(text: str) -> tuple[str, list[tuple[str, str, str]]]:
+    """Start line and header fields of a message head (no empty line at the end)."""
+    lines = text.split("\r\n")
+    start = lines[0]
+    fields: list[tuple[str, str, str]] = []
+    for line in lines[1:]:
+        if not line:
+            raise SipParseError("empty header line")
+        if line[0] in " \t":
+            if not fields:
+                raise SipParseError("continuation line before the first header")
+            key, name, value = fields[-1]
+            fields[-1] = (key, name, f"{value} {line.strip()}".strip())
+            continue
+        colon = line.find(":")
+        if colon <= 0:
+            raise SipParseError("header line without a colon")
+        name = line[:colon].rstrip(" \t")
+        if not HEADER_NAME_RE.fullmatch(name):
+            raise SipParseError("malformed header name")
+        fields.append((normalize_name(name), name, line[colon + 1 :].strip(" \t")))
+    return start, fields
+
+
+def _start_message(start: str, fields: list[tuple[str, str, str]]) -> Message:
+    headers = Headers._from_raw(fields)
+    if start.startswith("SIP/"):
+        m = STATUS_LINE_RE.fullmatch(start)
+        if not m:
+            raise SipParseError("malformed status line")
+        status = int(m.group(2))
+        if len(m.group(2)) != 3 or not 100 <= status <= 699:
+            raise SipParseError("status code out of range")
+        return Response(headers, b"", status, m.group(3), m.group(1))
+    m = REQUEST_LINE_RE.fullmatch(start)
+    if not m:
+        partial = Request(headers, b"", start.split(" ", 1)[0], None)
+        raise SipParseError("malformed request line", partial=partial)
+    method, uri_text, version = m.groups()
+    request = Request(headers, b"", method, None, version)
+    try:
+        request.uri = parse_uri(uri_text)
+    except SipParseError as exc:
+        raise SipParseError(f"malformed Request-URI: {exc.reason}", partial=request) from None
+    return request
+
+
+def _content_length(msg: Message) -> int | None:
+    lines = msg.headers.get_lines("content-length")
+    if not lines:
+        return None
+    values = set()
+    for line in lines:
+        for v in split_list(line):
+            values.add(v)
+    if len(values) != 1:
+        raise SipFramingError("conflicting Content-Length values", partial=msg)
+    text = values.pop()
+    if not text.isdigit() or not text.isascii():
+        raise SipFramingError("malformed Content-Length header", partial=msg)
+    return int(text)
+
+
+def parse_datagram(data: bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Message:
+    """Parse one UDP datagram into a request or response (framing only, see validate_*).
+
+    Octets after the Content-Length body are discarded (RFC 3261 18.3); a
+    missing Content-Length means the body runs to the end of the datagram.
+    """
+    if len(data) > limits.max_message_size:
+        raise SipParseError("message too large", status=513)
+    offset = 0
+    while data.startswith(b"\r\n", offset):
+        offset += 2
+    end = data.find(b"\r\n\r\n", offset)
+    if end < 0:
+        raise SipParseError("header section not terminated by an empty line")
+    msg = _parse_head(data[offset:end], limits)
+    body_start = end + 4
+    length = _content_length(msg)
+    available = len(data) - body_start
+    if length is None:
+        msg.body = data[body_start:]
+    elif length > available:
+        raise SipParseError("Content-Length larger than the datagram", partial=msg)
+    else:
+        msg.body = data[body_start : body_start + length]
+    return msg
+
+
+def _parse_head(head: bytes, limits: ParserLimits) -> Message:
+    start, fields = _split_head(_decode(head))
+    if len(fields) > limits.max_header_fields:
+        raise SipParseError("too many header fields")
+    try:
+        return _start_message(start, fields)
+    except SipParseError as exc:
+        if exc.partial is None and not start.startswith("SIP/"):
+            exc.partial = Request(Headers._from_raw(fields), b"", start.split(" ", 1)[0], None)
+        raise
+
+
+class StreamFramer:
+    """Frames SIP messages on a TCP/TLS byte stream by Content-Length.
+
+    ``feed(data)`` then call ``next_message()`` until it returns ``None``
+    ("need more").  A framing error poisons the framer: the connection must be
+    closed after an answer (the stream position is lost).
+    """
+
+    def __init__(self, limits: ParserLimits = DEFAULT_LIMITS) -> None:
+        self._buf = bytearray()
+        self._limits = limits
+        self._pending: Message | None = None
+        self._body_len = 0
+        self.closed = False
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def next_message(self) -> Message | None:
+        if self.closed:
+            raise SipFramingError("stream framing lost")
+        try:
+            return self._next()
+        except SipParseError:
+            self.closed = True
+            raise
+
+    def _next(self) -> Message | None:
+        if self._pending is None:
+            # RFC 5626 keep-alives (CRLF) between messages
+            while self._buf.startswith(b"\r\n"):
+                del self._buf[:2]
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buf) > self._limits.max_message_size:
+                    raise SipFramingError("header section too large", status=513)
+                return None
+            head = bytes(self._buf[:end])
+            del self._buf[: end + 4]
+            msg = _parse_head(head, self._limits)
+            length = _content_length(msg)
+            if length is None:
+                raise SipFramingError("missing Content-Length on a stream transport", partial=msg)
+            if end + length > self._limits.max_message_size:
+                raise SipFramingError("message too large", status=513, partial=msg)
+            self._pending = msg
+            self._body_len = length
+        if len(self._buf) < self._body_len:
+            return None
+        msg = self._pending
+        msg.body = bytes(self._buf[: self._body_len])
+        del self._buf[: self._body_len]
+        self._pending = None
+        return msg
+
+
+# -- validation -----------------------------------------------------------------
+
+_SINGLE = ("call-id", "from", "to", "cseq", "max-forwards", "content-type", "expires")
+
+
+def _check_common(msg: Message, *, is_request: bool) -> None:
+    h = msg.headers
+    for key in ("via", "from", "to", "call-id", "cseq"):
+        if key not in h:
+            raise SipParseError(f"missing {key_label(key)} header", partial=msg)
+    for key in _SINGLE:
+        if h.count(key) > 1:
+            raise SipParseError(f"more than one {key_label(key)} header", partial=msg)
+    vias = h.get_all("via")
+    if not vias:
+        raise SipParseError("empty Via header", partial=msg)
+    for value in vias:
+        parse_via(value)
+    call_id = h.get("call-id") or ""
+    if not call_id or any(c in call_id for c in " \t"):
+        raise SipParseError("malformed Call-ID header", partial=msg)
+    parse_name_addr(h.get("from") or "", "From")
+    parse_name_addr(h.get("to") or "", "To")
+    parse_cseq(h.get("cseq") or "")
+    mf = h.get("max-forwards")
+    if mf is not None:
+        parse_uint(mf, "Max-Forwards", 255)
+
+
+def key_label(key: str) -> str:
+    from .headers import canonical_name
+
+    return canonical_name(key)
+
+
+def validate_request(req: Request) -> None:
+    """Check a parsed request as RFC 3261 sections 8.2 and 16.3 need it.
+
+    Raises :class:`SipParseError` with the status to answer (400, or 505 for a
+    version other than SIP/2.0) and a reason naming the defect.
+    """
+    try:
+        if req.version.upper() != SIP_VERSION:
+            raise SipParseError("SIP version not supported", status=505)
+        if not METHOD_RE.fullmatch(req.method):
+            raise SipParseError("malformed method")
+        _check_common(req, is_request=True)
+        if isinstance(req.uri, SipURI) and req.uri.headers:
+            raise SipParseError("Request-URI must not contain headers")
+        cseq = parse_cseq(req.headers.get("cseq") or "")
+        if cseq.method != req.method and not (req.method == "ACK" and cseq.method == "INVITE"):
+            raise SipParseError("CSeq method does not match the request method")
+        for value in req.headers.get_all("contact"):
+            parse_contact(value)
+        for name in ("route", "record-route", "path"):
+            for value in req.headers.get_all(name):
+                parse_name_addr(value, key_label(name))
+        for name in ("require", "proxy-require"):
+            for line in req.headers.get_lines(name):
+                parse_tokens(line, key_label(name))
+        expires = req.headers.get("expires")
+        if expires is not None:
+            parse_uint(expires, "Expires")
+    except SipParseError as exc:
+        if exc.partial is None:
+            exc.partial = req
+        raise
+
+
+def validate_response(resp: Response) -> None:
+    """Check what the transaction layer reads from a response (drop it if this raises)."""
+    if resp.version.upper() != SIP_VERSION:
+        raise SipParseError("SIP version not supported", partial=resp)
+    _check_common(resp, is_request=False)
