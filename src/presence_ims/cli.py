@@ -1,10 +1,181 @@
-"""The ``presence-ims`` command line."""
+"""The ``presence-ims`` command line.
+
+Errors a user can make (bad arguments, a taken port, an invalid config) end
+with one line on stderr and exit code 2, never a traceback.
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import __version__
+from . import logging as plog
+
+
+class UsageError(Exception):
+    """A mistake of the user's: printed as one line, exit code 2."""
+
+
+def parse_listen(spec: str) -> tuple[str, str, int]:
+    """``udp:127.0.0.1:5099`` -> ("udp", "127.0.0.1", 5099)."""
+    try:
+        transport, rest = spec.split(":", 1)
+        host, port_text = rest.rsplit(":", 1)
+        port = int(port_text)
+    except ValueError:
+        raise UsageError(f"bad listen address {spec!r}: expected TRANSPORT:HOST:PORT") from None
+    transport = transport.lower()
+    if transport not in ("udp", "tcp", "tls"):
+        raise UsageError(f"bad transport {transport!r} in {spec!r}: udp, tcp or tls")
+    if not 0 <= port <= 65535:
+        raise UsageError(f"port out of range in {spec!r}")
+    return transport, host.strip("[]"), port
+
+
+def install_event_loop() -> str:
+    """Use uvloop where it is installed; return the loop's name."""
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+async def wait_for_signal() -> None:
+    """Return on SIGINT or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def run_async(main: Callable[[], Awaitable[int]], *, uvloop: bool = True) -> int:
+    if uvloop:
+        install_event_loop()
+    try:
+        return asyncio.run(main())  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+async def _echo(args: argparse.Namespace) -> int:
+    from .nodes.echo import EchoNode
+    from .transport import SipEndpoint
+
+    log = plog.get_logger(node="echo")
+    endpoint = SipEndpoint(node="echo", interface="-", logger=log)
+    try:
+        for spec in args.listen:
+            transport, host, port = parse_listen(spec)
+            try:
+                t = await endpoint.listen(transport, host, port)
+            except OSError as exc:
+                raise UsageError(f"cannot listen on {spec}: {exc.strerror or exc}") from None
+            log.info("listening", transport=transport, host=host, port=t.port)
+            print(f"listening {transport}:{host}:{t.port}", flush=True)
+        EchoNode(endpoint)
+        print("ready: echo", flush=True)
+        await wait_for_signal()
+    finally:
+        await endpoint.close()
+    return 0
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    plog.configure(args.log_level)
+    if args.role == "echo":
+        if not args.listen:
+            args.listen = ["udp:127.0.0.1:5099"]
+        return run_async(lambda: _echo(args))
+    from .nodes.runner import run_node  # the IMS roles
+
+    return run_node(args)
+
+
+def cmd_aka(args: argparse.Namespace) -> int:
+    from .security.aka import aka_debug
+
+    def hexarg(name: str, value: str | None, size: int) -> bytes | None:
+        if value is None:
+            return None
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raise UsageError(f"--{name} is not hex: {value!r}") from None
+        if len(raw) != size:
+            raise UsageError(f"--{name} must be {size} bytes ({2 * size} hex digits)")
+        return raw
+
+    if (args.op is None) == (args.opc is None):
+        raise UsageError("give exactly one of --op and --opc")
+    k = hexarg("k", args.k, 16)
+    rand = hexarg("rand", args.rand, 16)
+    sqn = hexarg("sqn", args.sqn, 6)
+    amf = hexarg("amf", args.amf, 2)
+    assert k and rand and sqn and amf
+    result = aka_debug(
+        k, rand, sqn, amf, op=hexarg("op", args.op, 16), opc=hexarg("opc", args.opc, 16)
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="presence-ims", description="A runnable 3GPP IMS presence network."
+    )
+    parser.add_argument("--version", action="version", version=f"presence-ims {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    node = sub.add_parser("node", help="run one node")
+    node.add_argument(
+        "role", choices=["echo", "hss", "icscf", "scscf", "pcscf", "ps", "pna", "pea", "sim"]
+    )
+    node.add_argument("--config", help="TOML configuration file")
+    node.add_argument(
+        "--listen", action="append", help="TRANSPORT:HOST:PORT (echo); repeatable"
+    )
+    node.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    node.add_argument("--trust", choices=["open", "network"], help="PS: trust mode")
+    node.add_argument("--sip", action="append", help="PS: SIP listen address TRANSPORT:HOST:PORT")
+    node.add_argument("--store", help="PS: memory or sqlite:PATH")
+    node.add_argument("--xcap", help="PS: XCAP root, e.g. http:127.0.0.1:8080")
+    node.set_defaults(func=cmd_node)
+
+    aka = sub.add_parser("aka", help="compute Milenage/AKA values (debugging, interop)")
+    aka.add_argument("--k", required=True)
+    aka.add_argument("--op")
+    aka.add_argument("--opc")
+    aka.add_argument("--rand", required=True)
+    aka.add_argument("--sqn", required=True)
+    aka.add_argument("--amf", required=True)
+    aka.set_defaults(func=cmd_aka)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("presence-ims: not yet", file=sys.stderr)
-    return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except UsageError as exc:
+        print(f"presence-ims: {exc}", file=sys.stderr)
+        return 2
+
+
+def _entry() -> Any:  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,534 @@
+"""``SipEndpoint``: the one SIP API nodes use.
+
+It owns the transports of a node, the sans-IO :class:`TransactionLayer` and
+one timer.  Bytes come in from transports, are parsed and validated (a
+malformed request gets its 400/505/513 here, a malformed response is dropped),
+fed to the layer, and the layer's events become handler calls and resolved
+futures.  Everything the layer wants sent is serialised and written out.
+
+    endpoint = SipEndpoint(node="ps", interface="ISC")
+    await endpoint.listen("udp", "127.0.0.1", 0)
+    endpoint.on_request(handler)            # async def handler(incoming): ...
+    response = await endpoint.request(req, Address("udp", host, port))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from ..sip import (
+    Message,
+    ParserLimits,
+    Request,
+    Response,
+    SipParseError,
+    StreamFramer,
+    make_response,
+    parse_datagram,
+    validate_request,
+    validate_response,
+)
+from ..sip.headers import via_sent_by_lenient
+from ..sip.transaction import (
+    Address,
+    RequestReceived,
+    ResponseReceived,
+    ServerTransactionFailed,
+    StrayResponse,
+    TimerConfig,
+    TransactionKey,
+    TransactionLayer,
+    TransactionTerminated,
+    TransactionTimedOut,
+    TransactionTransportError,
+    new_branch,
+)
+from .base import Stats, Transport
+from .tcp import StreamTransport
+from .udp import UdpTransport
+
+RequestHandler = Callable[["IncomingRequest"], Awaitable[None] | None]
+StrayHandler = Callable[[Response, Address], Awaitable[None] | None]
+InterfaceResolver = Callable[[Address, Message, str], str]
+
+_NULL_LOGGER: Any = structlog.get_logger("presence_ims.sip")
+
+
+@dataclass(slots=True, eq=False)
+class IncomingRequest:
+    """A request handed to a node, with the means to answer it."""
+
+    request: Request
+    source: Address
+    transaction: TransactionKey | None
+    endpoint: SipEndpoint
+    interface: str
+    responded: bool = False
+    local_tag: str = field(default_factory=lambda: secrets.token_hex(6))
+    """The To tag this element adds when it answers (RFC 3261 8.2.6.2)."""
+
+    def make_response(
+        self,
+        status: int,
+        reason: str | None = None,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        add_tag: bool = True,
+    ) -> Response:
+        return make_response(
+            self.request,
+            status,
+            reason,
+            to_tag=self.local_tag if add_tag else None,
+            headers=headers,
+            body=body,
+        )
+
+    def respond(
+        self,
+        status: int,
+        reason: str | None = None,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        add_tag: bool = True,
+    ) -> Response:
+        """Build and send a response; returns it (for logs and tests)."""
+        response = self.make_response(status, reason, headers=headers, body=body, add_tag=add_tag)
+        self.send(response)
+        return response
+
+    def send(self, response: Response) -> None:
+        if response.status >= 200:
+            self.responded = True
+        self.endpoint.send_response(self, response)
+
+
+class SipEndpoint:
+    """Transports + transaction layer + dispatch for one node."""
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        interface: str = "-",
+        interface_resolver: InterfaceResolver | None = None,
+        timers: TimerConfig | None = None,
+        limits: ParserLimits | None = None,
+        logger: Any = None,
+        user_agent: str | None = None,
+    ) -> None:
+        self.node = node
+        self.default_interface = interface
+        self.interface_resolver = interface_resolver
+        self.layer = TransactionLayer(timers or TimerConfig())
+        self.limits = limits or ParserLimits()
+        self.log = (logger or _NULL_LOGGER).bind(node=node)
+        self.user_agent = user_agent
+        self.stats = Stats()
+        self.transports: dict[str, Transport] = {}
+        self._framers: dict[tuple[str, int], StreamFramer] = {}
+        self._handler: RequestHandler | None = None
+        self._stray: StrayHandler | None = None
+        self._pending: dict[TransactionKey, asyncio.Future[Response]] = {}
+        self._provisional: dict[TransactionKey, Callable[[Response], None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    # -- set-up ----------------------------------------------------------------
+    async def listen(
+        self,
+        transport: str,
+        host: str,
+        port: int,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        client_ssl: ssl_module.SSLContext | None = None,
+        name: str | None = None,
+        advertise: str | None = None,
+    ) -> Transport:
+        """Open a transport (``udp``, ``tcp`` or ``tls``) and return it (``.port`` is bound)."""
+        self._loop = asyncio.get_running_loop()
+        kind = transport.lower()
+        t: Any
+        if kind == "udp":
+            t = UdpTransport(self, host, port, name=name or "udp")
+        elif kind in ("tcp", "tls"):
+            if kind == "tls" and ssl is None:
+                raise ValueError("a TLS transport needs a server SSL context")
+            t = StreamTransport(
+                self, host, port, name=name or kind, server_ssl=ssl, client_ssl=client_ssl
+            )
+        else:
+            raise ValueError(f"unknown transport {transport!r}")
+        await t.start()
+        if advertise:
+            t.host = advertise
+        self.add_transport(t)
+        return t  # type: ignore[no-any-return]
+
+    def add_transport(self, transport: Transport) -> None:
+        """Attach a transport built elsewhere (the ESP-protected ones)."""
+        self._loop = self._loop or asyncio.get_running_loop()
+        self.transports[transport.name] = transport
+
+    async def remove_transport(self, name: str) -> None:
+        t = self.transports.pop(name, None)
+        if t is not None:
+            await t.close()
+
+    def on_request(self, handler: RequestHandler) -> None:
+        self._handler = handler
+
+    def on_stray_response(self, handler: StrayHandler) -> None:
+        self._stray = handler
+
+    def address(self, transport: str = "udp") -> Address:
+        t = self.transports[transport]
+        return Address(t.name, t.host, t.port)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.cancel()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        for t in list(self.transports.values()):
+            await t.close()
+        self.transports.clear()
+
+    # -- sending -------------------------------------------------------------------
+    def via_for(self, destination: Address, branch: str | None = None) -> str:
+        t = self.transports[destination.transport]
+        rport = ";rport" if not destination.reliable else ""
+        return f"SIP/2.0/{t.via_transport} {t.host}:{t.port};branch={branch or new_branch()}{rport}"
+
+    async def request(
+        self,
+        request: Request,
+        destination: Address,
+        *,
+        on_provisional: Callable[[Response], None] | None = None,
+    ) -> Response:
+        """Send ``request`` in a new client transaction and return its final response.
+
+        A Via with a fresh branch is prepended.  A timeout (Timer B/F) or a
+        transport failure resolves to a locally made 408 or 503 response, as
+        RFC 3261 8.1.3.1 tells the TU to treat them.
+        """
+        if destination.transport not in self.transports:
+            return make_response(request, 503, f"no {destination.transport} transport")
+        request.headers.prepend("Via", self.via_for(destination))
+        if "max-forwards" not in request.headers:
+            request.headers.add("Max-Forwards", "70")
+        if self.user_agent and "user-agent" not in request.headers:
+            request.headers.add("User-Agent", self.user_agent)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Response] = loop.create_future()
+        key = self.layer.send_request(request, destination, loop.time())
+        self._pending[key] = fut
+        if on_provisional is not None:
+            self._provisional[key] = on_provisional
+        self._flush()
+        try:
+            return await fut
+        finally:
+            self._pending.pop(key, None)
+            self._provisional.pop(key, None)
+
+    def send_response(self, incoming: IncomingRequest, response: Response) -> None:
+        if incoming.transaction is None:
+            return
+        if self.layer.send_response(incoming.transaction, response, self._now()):
+            self._flush()
+
+    def send_stateless(self, message: Request | Response, destination: Address) -> None:
+        self.layer.send_stateless(message, destination)
+        self._flush()
+
+    # -- Receiver protocol (called by transports) ---------------------------------
+    def datagram_received(self, data: bytes, source: Address) -> None:
+        if not data.strip(b"\r\n\x00 "):
+            return  # keep-alive
+        try:
+            msg = parse_datagram(data, self.limits)
+        except SipParseError as exc:
+            self._reject(exc, source)
+            return
+        self._dispatch(msg, source)
+
+    def stream_received(self, data: bytes, source: Address) -> None:
+        key = (source.transport, source.flow or 0)
+        framer = self._framers.get(key)
+        if framer is None:
+            framer = self._framers[key] = StreamFramer(self.limits)
+        framer.feed(data)
+        while True:
+            try:
+                msg = framer.next_message()
+            except SipParseError as exc:
+                self._reject(exc, source)
+                self._framers.pop(key, None)
+                t = self.transports.get(source.transport)
+                if isinstance(t, StreamTransport):
+                    t.close_flow(source.flow)
+                return
+            if msg is None:
+                return
+            self._dispatch(msg, source)
+
+    def stream_closed(self, source: Address) -> None:
+        self._framers.pop((source.transport, source.flow or 0), None)
+
+    def send_failed(self, destination: Address, reason: str, transaction: object) -> None:
+        self.stats["tx_error"] += 1
+        self.log.warning("sip_send_failed", destination=str(destination), reason=reason)
+        if isinstance(transaction, tuple):
+            self.layer.transport_error(transaction, self._now())
+            self._drain()
+
+    # -- internals ------------------------------------------------------------------
+    def _now(self) -> float:
+        loop = self._loop or asyncio.get_running_loop()
+        return loop.time()
+
+    def interface_of(self, peer: Address, msg: Message, direction: str) -> str:
+        if self.interface_resolver is not None:
+            return self.interface_resolver(peer, msg, direction)
+        return self.default_interface
+
+    def _reject(self, exc: SipParseError, source: Address) -> None:
+        partial = exc.partial
+        interface = self.default_interface
+        self.stats[f"parse_error:{interface}"] += 1
+        if not isinstance(partial, Request):
+            self.log.info(
+                "sip_dropped", interface=interface, reason=exc.reason, source=str(source)
+            )
+            return
+        self.log.info(
+            "sip_rejected",
+            interface=interface,
+            status=exc.status,
+            reason=exc.reason,
+            method=partial.method,
+            call_id=partial.headers.get("call-id"),
+            source=str(source),
+        )
+        if partial.method == "ACK":
+            return  # never answer an ACK
+        destination = source
+        if not source.reliable:
+            top = partial.headers.get_all("via")
+            sent_by = via_sent_by_lenient(top[0]) if top else None
+            if sent_by is None:
+                return  # nowhere to send it (RFC 3261 18.2.1)
+            _, port, rport = sent_by
+            destination = Address(source.transport, source.host, source.port if rport else (port or 5060))
+        response = make_response(partial, exc.status, exc.reason, to_tag=secrets.token_hex(6))
+        self.layer.send_stateless(response, destination)
+        self._flush()
+
+    def _dispatch(self, msg: Message, source: Address) -> None:
+        now = self._now()
+        if isinstance(msg, Request):
+            try:
+                validate_request(msg)
+            except SipParseError as exc:
+                self._reject(exc, source)
+                return
+            self.stats["rx_request"] += 1
+            self.log.debug(
+                "sip_rx",
+                interface=self.interface_of(source, msg, "in"),
+                method=msg.method,
+                call_id=msg.headers.get("call-id"),
+                source=str(source),
+            )
+            self.layer.receive_request(msg, source, now)
+        else:
+            assert isinstance(msg, Response)
+            try:
+                validate_response(msg)
+            except SipParseError as exc:
+                self.stats["rx_bad_response"] += 1
+                self.log.info("sip_dropped", reason=exc.reason, source=str(source))
+                return
+            self.stats["rx_response"] += 1
+            self.log.debug(
+                "sip_rx",
+                interface=self.interface_of(source, msg, "in"),
+                status=msg.status,
+                call_id=msg.headers.get("call-id"),
+                source=str(source),
+            )
+            self.layer.receive_response(msg, source, now)
+        self._flush()
+
+    def _flush(self) -> None:
+        self._drain()
+        self._arm_timer()
+
+    def _drain(self) -> None:
+        layer = self.layer
+        while True:
+            transmits = layer.take_transmits()
+            for tx in transmits:
+                self._transmit(tx.message, tx.destination, tx.transaction)
+            event = layer.next_event()
+            if event is not None:
+                self._handle_event(event)
+            elif not transmits:
+                return
+
+    def _transmit(self, msg: Message, destination: Address, transaction: object) -> None:
+        t = self.transports.get(destination.transport)
+        if t is None:
+            self.send_failed(destination, "no such transport", transaction)
+            return
+        data = msg.serialize()
+        self.stats["tx_request" if isinstance(msg, Request) else "tx_response"] += 1
+        if isinstance(msg, Request):
+            self.log.debug(
+                "sip_tx",
+                interface=self.interface_of(destination, msg, "out"),
+                method=msg.method,
+                call_id=msg.headers.get("call-id"),
+                destination=str(destination),
+            )
+        else:
+            assert isinstance(msg, Response)
+            self.log.debug(
+                "sip_tx",
+                interface=self.interface_of(destination, msg, "out"),
+                status=msg.status,
+                call_id=msg.headers.get("call-id"),
+                destination=str(destination),
+            )
+        t.send(data, destination, transaction)
+
+    def _handle_event(self, event: object) -> None:
+        if isinstance(event, RequestReceived):
+            self._on_request(event)
+        elif isinstance(event, ResponseReceived):
+            if event.response.status < 200:
+                cb = self._provisional.get(event.transaction)
+                if cb is not None:
+                    cb(event.response)
+                return
+            fut = self._pending.get(event.transaction)
+            if fut is not None and not fut.done():
+                fut.set_result(event.response)
+        elif isinstance(event, TransactionTimedOut | TransactionTransportError):
+            fut = self._pending.get(event.transaction)
+            timed_out = isinstance(event, TransactionTimedOut)
+            status = 408 if timed_out else 503
+            reason = "Request Timeout" if timed_out else "Service Unavailable (transport error)"
+            self.stats["tx_timeout" if timed_out else "tx_transport_error"] += 1
+            self.log.info(
+                "transaction_failed",
+                method=event.request.method,
+                call_id=event.request.headers.get("call-id"),
+                status=status,
+            )
+            if fut is not None and not fut.done():
+                fut.set_result(make_response(event.request, status, reason))
+        elif isinstance(event, StrayResponse):
+            if self._stray is not None:
+                result = self._stray(event.response, event.source)
+                if result is not None:
+                    self._spawn(result)
+            else:
+                self.stats["rx_stray_response"] += 1
+        elif isinstance(event, ServerTransactionFailed):
+            self.log.info("server_transaction_failed", reason=event.reason)
+        elif isinstance(event, TransactionTerminated):
+            pass
+
+    def _on_request(self, event: RequestReceived) -> None:
+        request = event.request
+        incoming = IncomingRequest(
+            request,
+            event.source,
+            event.transaction,
+            self,
+            self.interface_of(event.source, request, "in"),
+        )
+        handler = self._handler
+        if handler is None:
+            if event.transaction is not None:
+                incoming.respond(501, "No handler")
+            return
+        try:
+            result = handler(incoming)
+        except Exception:
+            self._handler_crashed(incoming)
+            return
+        if result is not None:
+            self._spawn(self._guard(result, incoming))
+
+    async def _guard(self, awaitable: Awaitable[None], incoming: IncomingRequest) -> None:
+        try:
+            await awaitable
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._handler_crashed(incoming)
+
+    def _handler_crashed(self, incoming: IncomingRequest) -> None:
+        self.stats["handler_error"] += 1
+        self.log.exception(
+            "handler_error",
+            interface=incoming.interface,
+            method=incoming.request.method,
+            call_id=incoming.request.headers.get("call-id"),
+        )
+        if not incoming.responded and incoming.transaction is not None:
+            incoming.respond(500, "Internal error")
+
+    def _spawn(self, awaitable: Awaitable[Any]) -> None:
+        if self._closed:
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()
+            return
+        task = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _arm_timer(self) -> None:
+        when = self.layer.get_timer()
+        if when is None or self._closed:
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = self._loop or asyncio.get_running_loop()
+        self._timer_at = when
+        self._timer = loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.layer.handle_timer(self._now())
+        self._flush()

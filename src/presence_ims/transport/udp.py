@@ -1,0 +1,68 @@
+"""SIP over UDP: one socket both receives and sends, so the source port is the SIP port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from ..sip.transaction import Address
+from .base import Receiver
+
+RCVBUF_BYTES = 4 * 1024 * 1024
+"""The default 256 KiB receive buffer drops datagrams under load (docs/performance.md)."""
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: UdpTransport) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        owner = self.owner
+        owner.receiver.datagram_received(data, Address(owner.name, addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:  # ICMP port unreachable etc.
+        self.owner.errors += 1
+
+
+class UdpTransport:
+    """A bound UDP socket feeding an endpoint."""
+
+    via_transport = "UDP"
+
+    def __init__(self, receiver: Receiver, host: str, port: int, *, name: str = "udp") -> None:
+        self.receiver = receiver
+        self.name = name
+        self.host = host
+        self.port = port
+        self.errors = 0
+        self._transport: asyncio.DatagramTransport | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RCVBUF_BYTES)
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
+        self._transport = transport
+        self.port = sock.getsockname()[1]
+
+    def send(self, data: bytes, destination: Address, transaction: object = None) -> None:
+        if self._transport is None or self._transport.is_closing():
+            self.receiver.send_failed(destination, "UDP transport closed", transaction)
+            return
+        try:
+            self._transport.sendto(data, (destination.host, destination.port))
+        except (OSError, ValueError) as exc:
+            self.receiver.send_failed(destination, f"UDP send failed: {exc}", transaction)
+
+    async def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
