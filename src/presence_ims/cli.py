@@ -24,19 +24,14 @@ class UsageError(Exception):
 
 
 def parse_listen(spec: str) -> tuple[str, str, int]:
-    """``udp:127.0.0.1:5099`` -> ("udp", "127.0.0.1", 5099)."""
+    """``udp:127.0.0.1:5099`` -> ("udp", "127.0.0.1", 5099); UsageError when malformed."""
+    from .transport.spec import parse_listen as parse
+
     try:
-        transport, rest = spec.split(":", 1)
-        host, port_text = rest.rsplit(":", 1)
-        port = int(port_text)
-    except ValueError:
-        raise UsageError(f"bad listen address {spec!r}: expected TRANSPORT:HOST:PORT") from None
-    transport = transport.lower()
-    if transport not in ("udp", "tcp", "tls"):
-        raise UsageError(f"bad transport {transport!r} in {spec!r}: udp, tcp or tls")
-    if not 0 <= port <= 65535:
-        raise UsageError(f"port out of range in {spec!r}")
-    return transport, host.strip("[]"), port
+        ls = parse(spec)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return ls.transport, ls.host, ls.port
 
 
 def install_event_loop() -> str:
@@ -178,4 +173,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _entry() -> Any:  # pragma: no cover
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m presence_ims.cli`
     sys.exit(main())

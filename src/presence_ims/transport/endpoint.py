@@ -138,7 +138,7 @@ class SipEndpoint:
         self._framers: dict[tuple[str, int], StreamFramer] = {}
         self._handler: RequestHandler | None = None
         self._stray: StrayHandler | None = None
-        self._pending: dict[TransactionKey, asyncio.Future[Response]] = {}
+        self._pending: dict[TransactionKey, Callable[[Response], None]] = {}
         self._provisional: dict[TransactionKey, Callable[[Response], None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -202,9 +202,7 @@ class SipEndpoint:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.cancel()
+        self._pending.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -223,6 +221,36 @@ class SipEndpoint:
         rport = ";rport" if not destination.reliable else ""
         return f"SIP/2.0/{t.via_transport} {t.host}:{t.port};branch={branch or new_branch()}{rport}"
 
+    def start_request(
+        self,
+        request: Request,
+        destination: Address,
+        on_final: Callable[[Response], None],
+        *,
+        on_provisional: Callable[[Response], None] | None = None,
+    ) -> TransactionKey | None:
+        """Send ``request`` in a new client transaction; ``on_final`` gets its final response.
+
+        A Via with a fresh branch is prepended.  A timeout (Timer B/F) or a
+        transport failure yields a locally made 408 or 503 response, as RFC
+        3261 8.1.3.1 tells the TU to treat them.  Callback style, for hot paths
+        (NOTIFY fan-out); :meth:`request` is the awaitable form.
+        """
+        if destination.transport not in self.transports:
+            on_final(make_response(request, 503, f"no {destination.transport} transport"))
+            return None
+        request.headers.prepend("Via", self.via_for(destination))
+        if "max-forwards" not in request.headers:
+            request.headers.add("Max-Forwards", "70")
+        if self.user_agent and "user-agent" not in request.headers:
+            request.headers.add("User-Agent", self.user_agent)
+        key = self.layer.send_request(request, destination, self._now())
+        self._pending[key] = on_final
+        if on_provisional is not None:
+            self._provisional[key] = on_provisional
+        self._flush()
+        return key
+
     async def request(
         self,
         request: Request,
@@ -230,31 +258,16 @@ class SipEndpoint:
         *,
         on_provisional: Callable[[Response], None] | None = None,
     ) -> Response:
-        """Send ``request`` in a new client transaction and return its final response.
-
-        A Via with a fresh branch is prepended.  A timeout (Timer B/F) or a
-        transport failure resolves to a locally made 408 or 503 response, as
-        RFC 3261 8.1.3.1 tells the TU to treat them.
-        """
-        if destination.transport not in self.transports:
-            return make_response(request, 503, f"no {destination.transport} transport")
-        request.headers.prepend("Via", self.via_for(destination))
-        if "max-forwards" not in request.headers:
-            request.headers.add("Max-Forwards", "70")
-        if self.user_agent and "user-agent" not in request.headers:
-            request.headers.add("User-Agent", self.user_agent)
+        """Send ``request`` and return its final response (see :meth:`start_request`)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Response] = loop.create_future()
-        key = self.layer.send_request(request, destination, loop.time())
-        self._pending[key] = fut
-        if on_provisional is not None:
-            self._provisional[key] = on_provisional
-        self._flush()
-        try:
-            return await fut
-        finally:
-            self._pending.pop(key, None)
-            self._provisional.pop(key, None)
+
+        def done(response: Response) -> None:
+            if not fut.done():
+                fut.set_result(response)
+
+        self.start_request(request, destination, done, on_provisional=on_provisional)
+        return await fut
 
     def send_response(self, incoming: IncomingRequest, response: Response) -> None:
         if incoming.transaction is None:
@@ -436,11 +449,13 @@ class SipEndpoint:
                 if cb is not None:
                     cb(event.response)
                 return
-            fut = self._pending.get(event.transaction)
-            if fut is not None and not fut.done():
-                fut.set_result(event.response)
+            callback = self._pending.pop(event.transaction, None)
+            self._provisional.pop(event.transaction, None)
+            if callback is not None:
+                self._call(callback, event.response)
         elif isinstance(event, TransactionTimedOut | TransactionTransportError):
-            fut = self._pending.get(event.transaction)
+            callback = self._pending.pop(event.transaction, None)
+            self._provisional.pop(event.transaction, None)
             timed_out = isinstance(event, TransactionTimedOut)
             status = 408 if timed_out else 503
             reason = "Request Timeout" if timed_out else "Service Unavailable (transport error)"
@@ -451,8 +466,8 @@ class SipEndpoint:
                 call_id=event.request.headers.get("call-id"),
                 status=status,
             )
-            if fut is not None and not fut.done():
-                fut.set_result(make_response(event.request, status, reason))
+            if callback is not None:
+                self._call(callback, make_response(event.request, status, reason))
         elif isinstance(event, StrayResponse):
             if self._stray is not None:
                 result = self._stray(event.response, event.source)
@@ -464,6 +479,13 @@ class SipEndpoint:
             self.log.info("server_transaction_failed", reason=event.reason)
         elif isinstance(event, TransactionTerminated):
             pass
+
+    def _call(self, callback: Callable[[Response], None], response: Response) -> None:
+        try:
+            callback(response)
+        except Exception:
+            self.stats["callback_error"] += 1
+            self.log.exception("response_callback_error", status=response.status)
 
     def _on_request(self, event: RequestReceived) -> None:
         request = event.request

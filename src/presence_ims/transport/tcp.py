@@ -94,6 +94,18 @@ class StreamTransport:
             if value is conn:
                 del self._by_addr[key]
 
+    def peer_names(self, flow: int | None) -> list[str]:
+        """Names in the verified certificate of the peer on this connection (TLS only)."""
+        conn = self._by_flow.get(flow) if flow is not None else None
+        if conn is None or conn.transport is None:
+            return []
+        ssl_object = conn.transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return []
+        from ..security.pki import peer_names
+
+        return peer_names(ssl_object.getpeercert())
+
     @property
     def connections(self) -> int:
         return len(self._by_flow)

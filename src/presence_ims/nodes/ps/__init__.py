@@ -1,0 +1,1 @@
+"""The Presence Server (TS 23.141): Peu, Pw, Pen, Pex; XCAP for rules."""

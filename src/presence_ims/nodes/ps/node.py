@@ -1,0 +1,417 @@
+"""The Presence Server node: the asyncio shell around :class:`PresenceCore`.
+
+It establishes who sent each request (trust: mutual-TLS certificate names or
+configured source addresses; or ``open`` mode), hands the request to the core,
+answers, sends the NOTIFYs the core asks for, persists what changed, and runs
+the core's timers.  XCAP edits of pres-rules reach the core at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import ssl
+import time
+from typing import Any
+
+from ...documents import presrules
+from ...documents.xml import DocumentError
+from ...logging import get_logger
+from ...sip import Response
+from ...sip.checks import check_method, check_require, check_uri_scheme
+from ...sip.transaction import Address
+from ...storage import Store, StoreError, open_store
+from ...transport import IncomingRequest, SipEndpoint, StreamTransport
+from ...transport.resolve import ResolveError, Resolver
+from ...transport.spec import parse_listen
+from .config import PsConfig, PsPeer
+from .core import CoreConfig, Origin, Outcome, PresenceCore, aor_key
+from .model import PublicationRecord, SubscriptionRecord
+
+PS_METHODS = frozenset({"PUBLISH", "SUBSCRIBE", "OPTIONS", "ACK"})
+
+
+class PsStartError(Exception):
+    """The node cannot start (port taken, store unusable ...): one clear line."""
+
+
+class PresenceServer:
+    def __init__(
+        self,
+        config: PsConfig,
+        *,
+        resolver: Resolver | None = None,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+        store: Store | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self.config = config
+        self.log = get_logger(node="ps")
+        self.resolver = resolver or Resolver()
+        self.server_ssl = server_ssl
+        self.client_ssl = client_ssl
+        self.clock = clock
+        self.store = store or open_store(config.store)
+        self.endpoint = SipEndpoint(node="ps", interface="ISC", logger=self.log)
+        self.endpoint.interface_resolver = self._interface_of
+        default_handling = config.default_sub_handling or (
+            "allow" if config.trust == "open" else "confirm"
+        )
+        core_config = CoreConfig(
+            min_expires=config.min_expires,
+            default_publish_expires=config.default_expires,
+            default_subscribe_expires=config.default_expires,
+            max_expires=config.max_expires,
+            min_notify_interval=config.min_notify_interval,
+            default_sub_handling=default_handling,
+        )
+        self.core = PresenceCore(
+            core_config,
+            contact="",
+            aliases=dict(config.aliases),
+            known_user=self._known_user if config.trust == "network" else None,
+        )
+        self.xcap: Any = None
+        self._known = {aor_key(u) for u in config.known_users or ()}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self.contact_transport = "udp"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            await self.store.open()
+        except StoreError as exc:
+            raise PsStartError(str(exc)) from None
+        for spec_text in self.config.sip:
+            spec = parse_listen(spec_text)
+            try:
+                t = await self.endpoint.listen(
+                    spec.transport,
+                    spec.host,
+                    spec.port,
+                    ssl=self.server_ssl if spec.transport == "tls" else None,
+                    client_ssl=self.client_ssl if spec.transport == "tls" else None,
+                    advertise=self.config.advertise,
+                )
+            except OSError as exc:
+                await self.endpoint.close()
+                raise PsStartError(f"PS cannot listen on {spec}: {exc.strerror or exc}") from None
+            self.log.info("listening", transport=spec.transport, host=spec.host, port=t.port)
+        self.core.contact = self._contact()
+        self.endpoint.on_request(self.handle)
+        if self.config.trust == "open":
+            self.log.warning(
+                "trust_mode_open",
+                detail="accepting PUBLISH/SUBSCRIBE from any source without the IMS core",
+            )
+        await self._restore()
+        if self.config.xcap:
+            await self._start_xcap()
+        self._flusher = asyncio.create_task(self._flush_loop())
+        self._arm()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self.config.shutdown == "deactivate":
+            self._apply(self.core.shutdown(self.clock()), None)
+            if self._inflight:
+                try:
+                    async with asyncio.timeout(2.0):
+                        await self._idle.wait()
+                except TimeoutError:
+                    self.log.warning("final_notifies_unanswered", count=self._inflight)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.xcap is not None:
+            await self.xcap.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            try:
+                await self._flusher
+            except asyncio.CancelledError:
+                pass
+        await self.endpoint.close()
+        try:
+            await self.store.close()
+        except StoreError as exc:
+            self.log.error("store_close_failed", reason=str(exc))
+
+    def _contact(self) -> str:
+        for name in ("udp", "tcp", "tls"):
+            t = self.endpoint.transports.get(name)
+            if t is not None:
+                self.contact_transport = name
+                param = "" if name == "udp" else f";transport={name}"
+                return f"<sip:ps@{t.host}:{t.port}{param}>"
+        return "<sip:ps@127.0.0.1>"
+
+    def port(self, transport: str = "udp") -> int:
+        return self.endpoint.transports[transport].port
+
+    # -- trust --------------------------------------------------------------------------------------
+    def _known_user(self, presentity: str) -> bool:
+        if self._known:
+            return presentity in self._known
+        return presentity.endswith("@" + self.config.domain)
+
+    def peer_of(self, source: Address) -> PsPeer | None:
+        names: list[str] = []
+        t = self.endpoint.transports.get(source.transport)
+        if isinstance(t, StreamTransport):
+            names = t.peer_names(source.flow)
+        for peer in self.config.peers:
+            if names and any(n in peer.tls_names for n in names):
+                return peer
+            for addr in peer.addresses:
+                host, _, port = addr.partition(":")
+                if host == source.host and (not port or (source.transport == "udp" and int(port) == source.port)):
+                    return peer
+        return None
+
+    def origin(self, incoming: IncomingRequest) -> Origin | None:
+        source = incoming.source
+        method = incoming.request.method
+        destination = {"transport": source.transport, "host": source.host, "port": source.port}
+        if self.config.trust == "open":
+            return Origin(
+                interface="Peu" if method == "PUBLISH" else "Pw",
+                source_class="ue",
+                source_id="open",
+                trusted=False,
+                destination=destination,
+            )
+        peer = self.peer_of(source)
+        if peer is None:
+            return None
+        interface = {"network": "Pen", "external": "Pex"}.get(
+            peer.source_class, "Peu" if method == "PUBLISH" else "Pw"
+        )
+        patterns = peer.presentities
+
+        def may_publish(presentity: str) -> bool:
+            return any(fnmatch.fnmatchcase(presentity, p) for p in patterns)
+
+        return Origin(
+            interface=interface,
+            source_class=peer.source_class,
+            source_id=peer.name,
+            trusted=True,
+            may_publish=None if patterns == ("*",) else may_publish,
+            allowed_elements=frozenset(peer.elements) if peer.elements is not None else None,
+            destination=destination,
+        )
+
+    def _interface_of(self, peer: Address, msg: Any, direction: str) -> str:
+        method = getattr(msg, "method", None) or (msg.cseq.method if hasattr(msg, "cseq") else "")
+        if method in ("SUBSCRIBE", "NOTIFY"):
+            return "Pw"
+        p = self.peer_of(peer) if self.config.peers else None
+        if p is not None and p.source_class == "network":
+            return "Pen"
+        if p is not None and p.source_class == "external":
+            return "Pex"
+        return "Peu"
+
+    # -- requests ---------------------------------------------------------------------------------
+    def handle(self, incoming: IncomingRequest) -> None:
+        request = incoming.request
+        if request.method == "ACK":
+            return
+        rejection = (
+            check_method(request, PS_METHODS)
+            or check_uri_scheme(request)
+            or check_require(request, supported=())
+        )
+        if rejection is not None:
+            incoming.respond(rejection.status, rejection.reason, headers=rejection.headers)
+            return
+        if request.method == "OPTIONS":
+            incoming.respond(200, headers=(("Allow", ", ".join(sorted(PS_METHODS))),
+                                           ("Allow-Events", "presence, presence.winfo")))
+            return
+        origin = self.origin(incoming)
+        if origin is None:
+            self.endpoint.stats["untrusted_request"] += 1
+            self.log.warning(
+                "untrusted_request",
+                method=request.method,
+                source=str(incoming.source),
+                call_id=request.headers.get("call-id"),
+            )
+            incoming.respond(403, "Not a trusted network peer")
+            return
+        now = self.clock()
+        if request.method == "PUBLISH":
+            outcome = self.core.publish(request, origin, now)
+        else:
+            outcome = self.core.subscribe(request, origin, now)
+        self._apply(outcome, incoming)
+        self.log.debug(
+            "ps_request",
+            interface=origin.interface,
+            method=request.method,
+            call_id=request.headers.get("call-id"),
+            status=outcome.reply.status if outcome.reply else None,
+            source=origin.source_id,
+        )
+
+    def _apply(self, outcome: Outcome, incoming: IncomingRequest | None) -> None:
+        if outcome.reply is not None and incoming is not None:
+            r = outcome.reply
+            if r.to_tag:
+                incoming.local_tag = r.to_tag
+            incoming.respond(r.status, r.reason, headers=r.headers, body=r.body)
+        store = self.store
+        for etag in outcome.delete_publications:
+            store.delete("publication", etag)
+        for pub in outcome.save_publications:
+            if pub.etag in self.core.publications:
+                store.put("publication", pub.etag, pub.to_dict())
+        for sub_id in outcome.delete_subscriptions:
+            store.delete("subscription", sub_id)
+        for sub in outcome.save_subscriptions:
+            if sub.id in self.core.subscriptions:
+                store.put("subscription", sub.id, sub.to_dict())
+        for notify in outcome.notifies:
+            self._send_notify(notify.subscription_id, notify.request, notify.destination)
+        self._arm()
+
+    def _send_notify(self, sub_id: str, request: Any, destination: dict[str, Any] | None) -> None:
+        sub = self.core.subscriptions.get(sub_id)
+        try:
+            address = self._notify_address(sub.dialog if sub else None, request, destination)
+        except ResolveError as exc:
+            self.log.warning("notify_unroutable", reason=str(exc))
+            self._apply(self.core.notify_done(sub_id, 503, self.clock()), None)
+            return
+        self.core.notify_sent(sub_id)
+        self._inflight += 1
+        self._idle.clear()
+
+        def done(response: Response) -> None:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+            if self._stopping:
+                return
+            self._apply(self.core.notify_done(sub_id, response.status, self.clock()), None)
+
+        self.endpoint.start_request(request, address, done)
+
+    def _notify_address(
+        self, dialog: Any, request: Any, destination: dict[str, Any] | None
+    ) -> Address:
+        routes = request.name_addrs("route")
+        uri = routes[0].uri if routes else request.ruri
+        default = destination["transport"] if destination else self.contact_transport
+        address = self.resolver.resolve(uri)
+        if uri.param("transport") is None and not routes and destination:
+            address = Address(default, address.host, address.port)
+        if address.transport not in self.endpoint.transports:
+            address = Address(default, address.host, address.port)
+        return address
+
+    # -- timers and persistence ------------------------------------------------------------------
+    def _arm(self) -> None:
+        when = self.core.next_deadline()
+        if when is None or self._stopping:
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, when - self.clock())
+        self._timer_at = when
+        self._timer = loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._apply(self.core.on_timer(self.clock()), None)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.flush_interval)
+            try:
+                await self.store.flush()
+            except StoreError as exc:
+                self.log.error("store_flush_failed", reason=str(exc))
+
+    async def _restore(self) -> None:
+        try:
+            pubs = [PublicationRecord.from_dict(v) for v in (await self.store.load("publication")).values()]
+            subs = [SubscriptionRecord.from_dict(v) for v in (await self.store.load("subscription")).values()]
+            docs = await self.store.load("xcap")
+        except StoreError as exc:
+            raise PsStartError(str(exc)) from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PsStartError(f"store holds records this version cannot read: {exc}") from None
+        rules: dict[str, presrules.Ruleset] = {}
+        for key, value in docs.items():
+            auid, _, rest = key.partition("/")
+            xui, _, name = rest.rpartition("/")
+            if auid == "pres-rules" and name == "index":
+                try:
+                    rules[xui] = presrules.parse(value["content"].encode())
+                except (DocumentError, KeyError):
+                    self.log.warning("stored_rules_unreadable", xui=xui)
+        outcome = self.core.restore(pubs, subs, rules, self.clock())
+        if pubs or subs:
+            self.log.info(
+                "state_restored",
+                publications=len(self.core.publications),
+                subscriptions=len(self.core.subscriptions),
+            )
+        self._apply(outcome, None)
+
+    # -- XCAP -----------------------------------------------------------------------------------------
+    async def _start_xcap(self) -> None:
+        from ..xcap.server import XcapServer
+
+        spec = self.config.xcap or ""
+        scheme, _, rest = spec.partition(":")
+        host, _, port_text = rest.strip("/").rpartition(":")
+        creds = dict(self.config.credentials)
+        idents = {k: set(v) for k, v in self.config.identities.items()}
+        self.xcap = XcapServer(
+            host,
+            int(port_text),
+            root=self.config.xcap_root,
+            realm=self.config.domain,
+            credentials=creds.get,
+            identities=lambda user: idents.get(user, set()),
+            store=self.store,
+            on_change=self._xcap_changed,
+            ssl=self.server_ssl if scheme == "https" else None,
+        )
+        try:
+            await self.xcap.start()
+        except OSError as exc:
+            raise PsStartError(f"XCAP cannot listen on {spec}: {exc.strerror or exc}") from None
+
+    def _xcap_changed(self, auid: str, xui: str, name: str, content: bytes | None) -> None:
+        if auid != "pres-rules" or name != "index":
+            return
+        ruleset = None
+        if content is not None:
+            try:
+                ruleset = presrules.parse(content)
+            except DocumentError as exc:
+                self.log.warning("rules_unreadable", xui=xui, reason=exc.reason)
+                return
+        self.log.info("rules_changed", xui=xui)
+        self._apply(self.core.set_rules(xui, ruleset, self.clock()), None)
+
+    def set_rules(self, presentity: str, ruleset: presrules.Ruleset | None) -> None:
+        """Install rules directly (tests and tools without XCAP)."""
+        self._apply(self.core.set_rules(presentity, ruleset, self.clock()), None)

@@ -1,0 +1,115 @@
+"""SQLite store, the embedded default: durable across restarts, group commit.
+
+Writes are coalesced per ``(kind, key)`` in memory and committed in one
+transaction by ``flush()``, which a node calls from a periodic task (every few
+milliseconds under load) and at shutdown.  The file is opened and checked at
+``open()``: a corrupt or unwritable database stops the node with a clear
+:class:`StoreError` instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from .base import StoreError
+
+_DELETE = object()
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+"""
+
+
+class SqliteStore:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._pending: dict[tuple[str, str], object] = {}
+
+    async def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            result = db.execute("PRAGMA quick_check").fetchone()
+            if not result or result[0] != "ok":
+                raise StoreError(f"database {self.path} is corrupt: {result}")
+            db.executescript(SCHEMA)
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot use database {self.path}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot create database {self.path}: {exc.strerror or exc}") from None
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self.flush()
+            self._db.close()
+            self._db = None
+
+    def put(self, kind: str, key: str, value: dict[str, Any]) -> None:
+        self._pending[(kind, key)] = value
+
+    def delete(self, kind: str, key: str) -> None:
+        self._pending[(kind, key)] = _DELETE
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def load(self, kind: str) -> dict[str, dict[str, Any]]:
+        db = self._require()
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            for key, value in db.execute("SELECT key, value FROM records WHERE kind = ?", (kind,)):
+                out[key] = json.loads(value)
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            raise StoreError(f"cannot read database {self.path}: {exc}") from None
+        for (k, key), value in self._pending.items():
+            if k != kind:
+                continue
+            if value is _DELETE:
+                out.pop(key, None)
+            else:
+                out[key] = value  # type: ignore[assignment]
+        return out
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        db = self._require()
+        batch, self._pending = self._pending, {}
+        puts = [(k, key, json.dumps(v)) for (k, key), v in batch.items() if v is not _DELETE]
+        dels = [(k, key) for (k, key), v in batch.items() if v is _DELETE]
+        try:
+            db.execute("BEGIN")
+            if puts:
+                db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?)", puts)
+            if dels:
+                db.executemany("DELETE FROM records WHERE kind = ? AND key = ?", dels)
+            db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.DatabaseError:
+                pass
+            # keep the batch so nothing is lost; newer writes win
+            batch.update(self._pending)
+            self._pending = batch
+            raise StoreError(f"cannot write database {self.path}: {exc}") from None
+
+    def _require(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("store is not open")
+        return self._db
