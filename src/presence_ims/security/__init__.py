@@ -1,0 +1,96 @@
+"""Sans-IO security cores: MILENAGE, IMS AKA, ESP framing and SAs, sec-agree.
+
+Nothing in this package touches sockets, asyncio or clocks; time is passed in
+as ``now`` (seconds).  Every error raised on bad input is a
+:class:`SecurityError` carrying a ``reason``.
+"""
+
+from .aka import (
+    AMF_RESYNC,
+    IND_BITS,
+    SQN_MAX,
+    AkaError,
+    AkaMacFailure,
+    AkaSyncFailure,
+    AuthVector,
+    SqnTracker,
+    UeResult,
+    aka_debug,
+    decode_nonce,
+    encode_nonce,
+    generate_vector,
+    next_sqn,
+    resync_sqn,
+    ue_authenticate,
+)
+from .errors import SecurityError
+from .esp import (
+    AUTH_ALGORITHMS,
+    ENC_ALGORITHMS,
+    ICV_LEN,
+    NEXT_HEADER_UDP,
+    EspError,
+    EspErrorKind,
+    EspReceiver,
+    EspSender,
+    InboundPacket,
+    SADatabase,
+    SecurityAssociation,
+    derive_keys,
+    udp_unwrap,
+    udp_wrap,
+)
+from .milenage import Milenage, MilenageError, compute_opc
+from .secagree import (
+    IPSEC_3GPP,
+    SecAgreeError,
+    SecurityMechanism,
+    format_mechanisms,
+    negotiate,
+    parse_mechanisms,
+    verify_matches,
+)
+
+__all__ = [
+    "AMF_RESYNC",
+    "AUTH_ALGORITHMS",
+    "ENC_ALGORITHMS",
+    "ICV_LEN",
+    "IND_BITS",
+    "IPSEC_3GPP",
+    "NEXT_HEADER_UDP",
+    "SQN_MAX",
+    "AkaError",
+    "AkaMacFailure",
+    "AkaSyncFailure",
+    "AuthVector",
+    "EspError",
+    "EspErrorKind",
+    "EspReceiver",
+    "EspSender",
+    "InboundPacket",
+    "Milenage",
+    "MilenageError",
+    "SADatabase",
+    "SecAgreeError",
+    "SecurityAssociation",
+    "SecurityError",
+    "SecurityMechanism",
+    "SqnTracker",
+    "UeResult",
+    "aka_debug",
+    "compute_opc",
+    "decode_nonce",
+    "derive_keys",
+    "encode_nonce",
+    "format_mechanisms",
+    "generate_vector",
+    "negotiate",
+    "next_sqn",
+    "parse_mechanisms",
+    "resync_sqn",
+    "udp_unwrap",
+    "udp_wrap",
+    "ue_authenticate",
+    "verify_matches",
+]
