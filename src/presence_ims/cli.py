@@ -128,6 +128,26 @@ def cmd_aka(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_up(args: argparse.Namespace) -> int:
+    from .nodes.runner import cmd_up
+
+    return cmd_up(args)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load
+
+    try:
+        settings = load(args.file)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"{args.file}: valid ({settings.domain}, {len(settings.subscribers)} subscriber(s), "
+        f"network side {settings.net_transport})"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="presence-ims", description="A runnable 3GPP IMS presence network."
@@ -149,6 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--store", help="PS: memory or sqlite:PATH")
     node.add_argument("--xcap", help="PS: XCAP root, e.g. http:127.0.0.1:8080")
     node.set_defaults(func=cmd_node)
+
+    up = sub.add_parser("up", help="run a whole home network in the foreground")
+    up.add_argument("--config", default="configs/home1.toml", help="network configuration (TOML)")
+    up.add_argument("--with-home2", action="store_true", help="also run home2.net")
+    up.add_argument("--home2-config", default="configs/home2.toml")
+    up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    up.set_defaults(func=_cmd_up)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a configuration file")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_config_check)
 
     aka = sub.add_parser("aka", help="compute Milenage/AKA values (debugging, interop)")
     aka.add_argument("--k", required=True)

@@ -44,8 +44,9 @@ class ClientSubscription:
     terminated: bool = False
     response: Response | None = None
 
-    async def next(self, timeout: float = 5.0) -> Notification:
-        async with asyncio.timeout(timeout):
+    async def next(self, wait: float = 5.0) -> Notification:
+        """The next NOTIFY; TimeoutError when none comes within ``wait`` seconds."""
+        async with asyncio.timeout(wait):
             return await self.notifications.get()
 
 

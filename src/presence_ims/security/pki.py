@@ -10,6 +10,7 @@ certificate per node (subject CN and DNS SAN = the node's name, e.g.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -89,10 +90,27 @@ def ensure_ca(directory: Path, realm: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def ensure_node(directory: Path, realm: str, name: str) -> NodeCredentials:
-    """Key and certificate of node ``name`` signed by the network CA."""
+def ensure_node(
+    directory: Path, realm: str, name: str, ips: Iterable[str] = ()
+) -> NodeCredentials:
+    """Key and certificate of node ``name`` signed by the network CA.
+
+    The certificate names the node (CN and DNS SAN) and, as IP SANs, the
+    addresses it is reached at, so TLS clients that connect by address can
+    check the server.  A certificate lacking one of ``ips`` is made anew.
+    """
     ca_cert_path, ca_key_path = ensure_ca(directory, realm)
     cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
+    wanted = {ipaddress.ip_address(ip) for ip in ips}
+    if cert_path.exists() and wanted:
+        current = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        try:
+            san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            have = set(san.get_values_for_type(x509.IPAddress))
+        except x509.ExtensionNotFound:
+            have = set()
+        if not wanted <= have:
+            cert_path.unlink()
     if not (cert_path.exists() and key_path.exists()):
         ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
         ca_key = _load_key(ca_key_path)
@@ -106,7 +124,12 @@ def ensure_node(directory: Path, realm: str, name: str) -> NodeCredentials:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + _VALIDITY)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName(name), *(x509.IPAddress(ip) for ip in sorted(wanted, key=str))]
+                ),
+                critical=False,
+            )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage(
@@ -121,8 +144,11 @@ def ensure_node(directory: Path, realm: str, name: str) -> NodeCredentials:
     return NodeCredentials(name, cert_path, key_path, ca_cert_path)
 
 
-def ensure_pki(directory: Path, realm: str, names: Iterable[str]) -> dict[str, NodeCredentials]:
-    return {name: ensure_node(directory, realm, name) for name in names}
+def ensure_pki(
+    directory: Path, realm: str, names: Iterable[str], ips: Iterable[str] = ()
+) -> dict[str, NodeCredentials]:
+    addresses = tuple(ips)
+    return {name: ensure_node(directory, realm, name, addresses) for name in names}
 
 
 def server_context(creds: NodeCredentials, *, require_client_cert: bool = True) -> ssl.SSLContext:

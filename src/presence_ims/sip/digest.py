@@ -387,16 +387,20 @@ def compute_response(
     qop: str | None = None,
     algorithm: str = "MD5",
     body: bytes = b"",
+    ha1: str | None = None,
 ) -> str:
     """The ``response`` value, lowercase hex (RFC 2617 3.2.2.1, RFC 3310 3.4).
 
     ``password`` is the shared secret; for AKAv1-MD5 it is RES as raw bytes
-    (an empty password for the response that carries ``auts``).
+    (an empty password for the response that carries ``auts``).  A server
+    that holds only H(A1) (what the HSS hands out, TS 29.229 Digest-HA1)
+    passes it as ``ha1`` and any ``password``.
     """
     alg = algorithm.lower()
     if alg not in ("md5", "md5-sess", "akav1-md5"):
         raise DigestError(f"unsupported algorithm {algorithm!r}")
-    ha1 = _md5_hex(b":".join((_b(username), _b(realm), _b(password))))
+    if ha1 is None:
+        ha1 = _md5_hex(b":".join((_b(username), _b(realm), _b(password))))
     if alg == "md5-sess":
         if cnonce is None:
             raise DigestError("MD5-sess needs a cnonce")
@@ -415,7 +419,12 @@ def compute_response(
 
 
 def verify(
-    credentials: Credentials, *, password: bytes | str, method: str, body: bytes = b""
+    credentials: Credentials,
+    *,
+    password: bytes | str,
+    method: str,
+    body: bytes = b"",
+    ha1: str | None = None,
 ) -> bool:
     """Whether ``credentials.response`` is right for ``password`` (constant time).
 
@@ -435,6 +444,7 @@ def verify(
         qop=credentials.qop,
         algorithm=credentials.algorithm,
         body=body,
+        ha1=ha1,
     )
     return hmac.compare_digest(expected.encode(), credentials.response.lower().encode())
 

@@ -57,8 +57,9 @@ METHOD_RE = re.compile(METHOD)
 # generic-param = token [ EQUAL gen-value ]
 GENERIC_PARAM_RE = re.compile(rf"{SWS}({TOKEN}){SWS}(?:={SWS}({TOKEN}|{IPV6REF}|{QUOTED_STRING}))?{SWS}")
 # Request-Line  =  Method SP Request-URI SP SIP-Version CRLF (single SPs; no LWS inside the URI)
-REQUEST_LINE_RE = re.compile(rf"({METHOD}) ([^ \t\r\n]+) (SIP/[^ \t\r\n]*)")
+# (the "SIP" of SIP-Version is case-insensitive, RFC 3261 section 7.1)
+REQUEST_LINE_RE = re.compile(rf"({METHOD}) ([^ \t\r\n]+) ([Ss][Ii][Pp]/[^ \t\r\n]*)")
 # Status-Line  =  SIP-Version SP Status-Code SP Reason-Phrase CRLF
-STATUS_LINE_RE = re.compile(r"(SIP/[^ \t]*) (\d+) ?(.*)", re.S)
+STATUS_LINE_RE = re.compile(r"([Ss][Ii][Pp]/[^ \t]*) (\d+) ?(.*)", re.S)
 HEADER_NAME_RE = re.compile(TOKEN)
 DISPLAY_TOKENS_RE = re.compile(rf"{TOKEN}(?:[ \t]+{TOKEN})*")

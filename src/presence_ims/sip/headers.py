@@ -116,6 +116,10 @@ def split_list(value: str) -> list[str]:
 # -- generic parameters ---------------------------------------------------
 
 
+# via-received = "received" EQUAL (IPv4address / IPv6address): an IPv6 address without brackets
+_RECEIVED_V6_RE = re.compile(r"[ \t]*(received)[ \t]*=[ \t]*([0-9A-Fa-f]*:[0-9A-Fa-f:.]*)[ \t]*", re.I)
+
+
 def parse_header_params(text: str, where: str) -> Params:
     """Parse ``;name[=value]...`` header parameters (``text`` starts after the first ``;``)."""
     out: list[tuple[str, str | None]] = []
@@ -123,6 +127,8 @@ def parse_header_params(text: str, where: str) -> Params:
     n = len(text)
     while True:
         m = GENERIC_PARAM_RE.match(text, pos)
+        if m is None or (m.end() < n and text[m.end()] != ";"):
+            m = _RECEIVED_V6_RE.match(text, pos) or m
         if not m:
             raise SipParseError(f"malformed parameter in {where}")
         out.append((m.group(1), m.group(2)))
@@ -422,7 +428,9 @@ def parse_media_type(value: str) -> MediaType:
     m = _MEDIA_RE.match(value)
     if not m:
         raise SipParseError("malformed Content-Type header")
-    params = parse_header_params(m.group(3), "Content-Type header") if m.group(3) else ()
+    params = (
+        parse_header_params(m.group(3), "Content-Type header") if m.group(3) is not None else ()
+    )
     return MediaType(m.group(1), m.group(2), params)
 
 

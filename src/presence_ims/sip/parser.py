@@ -72,9 +72,13 @@ def _split_head(text: str) -> tuple[str, list[tuple[str, str, str]]]:
     return start, fields
 
 
+def _is_status_line(start: str) -> bool:
+    return start[:4].upper() == "SIP/"
+
+
 def _start_message(start: str, fields: list[tuple[str, str, str]]) -> Message:
     headers = Headers._from_raw(fields)
-    if start.startswith("SIP/"):
+    if _is_status_line(start):
         m = STATUS_LINE_RE.fullmatch(start)
         if not m:
             raise SipParseError("malformed status line")
@@ -145,7 +149,7 @@ def _parse_head(head: bytes, limits: ParserLimits) -> Message:
     try:
         return _start_message(start, fields)
     except SipParseError as exc:
-        if exc.partial is None and not start.startswith("SIP/"):
+        if exc.partial is None and not _is_status_line(start):
             exc.partial = Request(Headers._from_raw(fields), b"", start.split(" ", 1)[0], None)
         raise
 

@@ -30,6 +30,21 @@ def _unescape(text: str) -> bytes:
     return unquote_to_bytes(text)
 
 
+_ESCAPE_RE = re.compile(rb"%([0-9A-Fa-f]{2})")
+# RFC 2396 reserved: escaped, these are not equivalent to their literal form (RFC 3261 19.1.4)
+_RESERVED = frozenset(b";/?:@&=+$,")
+
+
+def _unescape_match(m: re.Match[bytes]) -> bytes:
+    value = int(m.group(1), 16)
+    return b"%%%02X" % value if value in _RESERVED else bytes((value,))
+
+
+def _canonical(text: str) -> bytes:
+    """Comparison form: escapes of unreserved octets decoded, reserved ones kept (19.1.4)."""
+    return _ESCAPE_RE.sub(_unescape_match, text.encode("utf-8", "surrogateescape"))
+
+
 def _parse_params(text: str, where: str) -> Params:
     """``;name[=value]`` list (the leading ``;`` already removed)."""
     out: list[tuple[str, str | None]] = []
@@ -282,24 +297,24 @@ def uri_equal(a: URI, b: URI) -> bool:
 def _sip_equal(a: SipURI, b: SipURI) -> bool:
     if a.scheme != b.scheme:
         return False
-    ua = _unescape(a.user) if a.user is not None else None
-    ub = _unescape(b.user) if b.user is not None else None
+    ua = _canonical(a.user) if a.user is not None else None
+    ub = _canonical(b.user) if b.user is not None else None
     if ua != ub:
         return False
-    pa = _unescape(a.password) if a.password is not None else None
-    pb = _unescape(b.password) if b.password is not None else None
+    pa = _canonical(a.password) if a.password is not None else None
+    pb = _canonical(b.password) if b.password is not None else None
     if pa != pb:
         return False
     if a.host.lower() != b.host.lower() or a.port != b.port:
         return False
-    amap = {n.lower(): _unescape(v).lower() if v is not None else b"" for n, v in a.params}
-    bmap = {n.lower(): _unescape(v).lower() if v is not None else b"" for n, v in b.params}
+    amap = {n.lower(): _canonical(v).lower() if v is not None else b"" for n, v in a.params}
+    bmap = {n.lower(): _canonical(v).lower() if v is not None else b"" for n, v in b.params}
     for name in _SIGNIFICANT_PARAMS:
         if (name in amap or name in bmap) and amap.get(name) != bmap.get(name):
             return False
     for name in amap.keys() & bmap.keys():
         if amap[name] != bmap[name]:
             return False
-    ha = {n.lower(): _unescape(v) for n, v in a.headers}
-    hb = {n.lower(): _unescape(v) for n, v in b.headers}
+    ha = {n.lower(): _canonical(v) for n, v in a.headers}
+    hb = {n.lower(): _canonical(v) for n, v in b.headers}
     return ha == hb

@@ -23,14 +23,25 @@ class Receiver(Protocol):
 class Transport(Protocol):
     """A local SIP transport (a UDP socket, a TCP/TLS listener and its connections ...)."""
 
-    name: str
-    """Key used in :class:`Address.transport` (``udp``, ``tcp``, ``tls``, ``esp-udp`` ...)."""
-    via_transport: str
-    """Transport token written in Via (``UDP``, ``TCP``, ``TLS``)."""
-    host: str
-    """Address advertised in Via and Contact."""
-    port: int
-    """Bound port (read after start when started on port 0)."""
+    @property
+    def name(self) -> str:
+        """Key used in :class:`Address.transport` (``udp``, ``tcp``, ``tls``, ``esp-udp`` ...)."""
+        ...
+
+    @property
+    def via_transport(self) -> str:
+        """Transport token written in Via (``UDP``, ``TCP``, ``TLS``)."""
+        ...
+
+    @property
+    def host(self) -> str:
+        """Address advertised in Via and Contact."""
+        ...
+
+    @property
+    def port(self) -> int:
+        """Bound port (read after start when started on port 0)."""
+        ...
 
     def send(self, data: bytes, destination: Address, transaction: object = None) -> None:
         """Send (or queue) one message; failures come back through ``Receiver.send_failed``."""

@@ -228,6 +228,7 @@ class SipEndpoint:
         on_final: Callable[[Response], None],
         *,
         on_provisional: Callable[[Response], None] | None = None,
+        branch: str | None = None,
     ) -> TransactionKey | None:
         """Send ``request`` in a new client transaction; ``on_final`` gets its final response.
 
@@ -239,7 +240,7 @@ class SipEndpoint:
         if destination.transport not in self.transports:
             on_final(make_response(request, 503, f"no {destination.transport} transport"))
             return None
-        request.headers.prepend("Via", self.via_for(destination))
+        request.headers.prepend("Via", self.via_for(destination, branch))
         if "max-forwards" not in request.headers:
             request.headers.add("Max-Forwards", "70")
         if self.user_agent and "user-agent" not in request.headers:
@@ -257,6 +258,7 @@ class SipEndpoint:
         destination: Address,
         *,
         on_provisional: Callable[[Response], None] | None = None,
+        branch: str | None = None,
     ) -> Response:
         """Send ``request`` and return its final response (see :meth:`start_request`)."""
         loop = asyncio.get_running_loop()
@@ -266,7 +268,9 @@ class SipEndpoint:
             if not fut.done():
                 fut.set_result(response)
 
-        self.start_request(request, destination, done, on_provisional=on_provisional)
+        self.start_request(
+            request, destination, done, on_provisional=on_provisional, branch=branch
+        )
         return await fut
 
     def send_response(self, incoming: IncomingRequest, response: Response) -> None:

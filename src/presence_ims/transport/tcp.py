@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl as ssl_module
-from typing import Any
+from typing import Any, cast
 
 from ..sip.transaction import Address
 from .base import Receiver
@@ -28,8 +28,8 @@ class _Conn(asyncio.Protocol):
         self.outbound_key = outbound_key
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses; they quack the same
+        self.transport = cast(asyncio.Transport, transport)
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Address(self.owner.name, host, port, self.flow)
         self.owner._register(self)
@@ -143,7 +143,7 @@ class StreamTransport:
                 _, conn = await loop.create_connection(
                     lambda: _Conn(self, outbound_key=key), key[0], key[1], **kwargs
                 )
-        except (OSError, TimeoutError, ssl_module.SSLError) as exc:
+        except Exception as exc:  # OSError, TimeoutError, SSLError ... all mean "not sent"
             for _, dest, txn in self._connecting.pop(key, []):
                 self.receiver.send_failed(dest, f"connect failed: {exc}", txn)
             return

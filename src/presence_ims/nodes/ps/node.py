@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
 import ssl
 import time
 from typing import Any
@@ -73,6 +74,8 @@ class PresenceServer:
             known_user=self._known_user if config.trust == "network" else None,
         )
         self.xcap: Any = None
+        self.initial_rules: dict[str, list[str]] = {}
+        """Presentity -> watchers allowed everything, installed when it has no rules yet."""
         self._known = {aor_key(u) for u in config.known_users or ()}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -112,6 +115,7 @@ class PresenceServer:
                 detail="accepting PUBLISH/SUBSCRIBE from any source without the IMS core",
             )
         await self._restore()
+        self._install_initial_rules()
         if self.config.xcap:
             await self._start_xcap()
         self._flusher = asyncio.create_task(self._flush_loop())
@@ -412,6 +416,40 @@ class PresenceServer:
         self.log.info("rules_changed", xui=xui)
         self._apply(self.core.set_rules(xui, ruleset, self.clock()), None)
 
+    def _install_initial_rules(self) -> None:
+        for presentity, watchers in self.initial_rules.items():
+            key = aor_key(presentity)
+            if self.core.canonical(key) in self.core.rules:
+                continue
+            content = allow_rules_document(watchers)
+            ruleset = presrules.parse(content)
+            self.store.put(
+                "xcap",
+                f"pres-rules/{presentity}/index",
+                {"etag": hashlib.sha1(content).hexdigest()[:16], "content": content.decode()},
+            )
+            self._apply(self.core.set_rules(presentity, ruleset, self.clock()), None)
+            self.log.info("initial_rules_installed", presentity=presentity, watchers=watchers)
+
     def set_rules(self, presentity: str, ruleset: presrules.Ruleset | None) -> None:
         """Install rules directly (tests and tools without XCAP)."""
         self._apply(self.core.set_rules(presentity, ruleset, self.clock()), None)
+
+
+def allow_rules_document(watchers: list[str]) -> bytes:
+    """A pres-rules document (RFC 5025) giving these watchers everything."""
+    ones = "".join(f'<cp:one id="{w}"/>' for w in watchers)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<cp:ruleset xmlns:cp="urn:ietf:params:xml:ns:common-policy" '
+        'xmlns:pr="urn:ietf:params:xml:ns:pres-rules">'
+        '<cp:rule id="allow-buddies">'
+        f"<cp:conditions><cp:identity>{ones}</cp:identity></cp:conditions>"
+        "<cp:actions><pr:sub-handling>allow</pr:sub-handling></cp:actions>"
+        "<cp:transformations>"
+        "<pr:provide-services><pr:all-services/></pr:provide-services>"
+        "<pr:provide-persons><pr:all-persons/></pr:provide-persons>"
+        "<pr:provide-devices><pr:all-devices/></pr:provide-devices>"
+        "<pr:provide-all-attributes/>"
+        "</cp:transformations></cp:rule></cp:ruleset>\n"
+    ).encode()

@@ -88,7 +88,7 @@ def stamp_via(request: Request, source: Address) -> None:
     changed = via
     if via.rport is True:
         changed = changed.with_param("received", source.host).with_param("rport", str(source.port))
-    elif via.host != source.host:
+    elif via.host.strip("[]").lower() != source.host.lower():
         changed = changed.with_param("received", source.host)
     request.headers.prepend("Via", str(changed) if changed is not via else first)
 
