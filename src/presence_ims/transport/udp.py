@@ -16,6 +16,11 @@ RCVBUF_BYTES = 4 * 1024 * 1024
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, owner: UdpTransport) -> None:
         self.owner = owner
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         owner = self.owner
@@ -37,6 +42,7 @@ class UdpTransport:
         self.port = port
         self.errors = 0
         self._transport: asyncio.DatagramTransport | None = None
+        self._protocol: _Protocol | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -49,8 +55,9 @@ class UdpTransport:
         except OSError:
             sock.close()
             raise
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
+        transport, protocol = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
         self._transport = transport
+        self._protocol = protocol
         self.port = sock.getsockname()[1]
 
     def send(self, data: bytes, destination: Address, transaction: object = None) -> None:
@@ -63,6 +70,9 @@ class UdpTransport:
             self.receiver.send_failed(destination, f"UDP send failed: {exc}", transaction)
 
     async def close(self) -> None:
+        """Close the socket and wait until it is released (the port can be bound again)."""
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+            if self._protocol is not None:
+                await self._protocol.closed
