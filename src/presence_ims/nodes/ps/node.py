@@ -84,6 +84,8 @@ class PresenceServer:
         self._stopping = False
         self._inflight = 0
         self._idle = asyncio.Event()
+        self.on_notify_result: Any = None
+        """Optional callback(subscription_id, status) after each NOTIFY transaction (tests, tools)."""
         self.contact_transport = "udp"
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -308,6 +310,8 @@ class PresenceServer:
             if self._stopping:
                 return
             self._apply(self.core.notify_done(sub_id, response.status, self.clock()), None)
+            if self.on_notify_result is not None:
+                self.on_notify_result(sub_id, response.status)
 
         self.endpoint.start_request(request, address, done)
 
