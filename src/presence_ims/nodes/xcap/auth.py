@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -34,15 +35,26 @@ from ...sip.digest import (
 )
 
 __all__ = [
+    "AUTH_FAILURE_KEY",
     "USER_KEY",
     "AuthResult",
     "DigestAuthenticator",
     "PasswordLookup",
     "digest_middleware",
+    "request_key",
 ]
 
-USER_KEY = "xcap_user"
+
+def request_key(name: str, kind: type) -> Any:
+    """A typed ``web.RequestKey`` where aiohttp has them (3.14+), else the plain name."""
+    factory = getattr(web, "RequestKey", None)
+    return factory(name, kind) if factory is not None else name
+
+
+USER_KEY: Any = request_key("xcap_user", str)
 """Where :func:`digest_middleware` leaves the authenticated username in the request."""
+AUTH_FAILURE_KEY: Any = request_key("xcap_auth_failure", str)
+"""Where :func:`digest_middleware` leaves why authentication failed (for the access log)."""
 
 PasswordLookup = Callable[[str], str | None]
 """username (IMPI) -> its SIP Digest password, None when unknown."""
@@ -161,7 +173,7 @@ def digest_middleware(
     """aiohttp middleware: authenticate every request or answer 401/400.
 
     On success the username is stored in ``request[USER_KEY]``; on failure the
-    reason is stored in ``request["xcap_auth_failure"]`` for the access log.
+    reason is stored in ``request[AUTH_FAILURE_KEY]`` for the access log.
     """
 
     @web.middleware
@@ -177,7 +189,7 @@ def digest_middleware(
         if result.username is not None:
             request[USER_KEY] = result.username
             return await handler(request)
-        request["xcap_auth_failure"] = result.reason
+        request[AUTH_FAILURE_KEY] = result.reason
         if result.status == 400:
             return web.Response(status=400, text="bad credentials\n")
         return web.Response(

@@ -35,7 +35,7 @@ from lxml import etree
 from ...documents.xcaperror import CONTENT_TYPE as ERROR_TYPE
 from ...documents.xml import DEFAULT_MAX_SIZE, DocumentError, parse_xml, serialize
 from ...storage.base import Store, StoreError
-from .auth import USER_KEY, DigestAuthenticator, digest_middleware
+from .auth import AUTH_FAILURE_KEY, USER_KEY, DigestAuthenticator, digest_middleware, request_key
 from .selector import (
     ATTRIBUTE_TYPE,
     ELEMENT_TYPE,
@@ -62,6 +62,7 @@ ChangeCallback = Callable[[str, str, str, bytes | None], None]
 _METHODS = ("GET", "HEAD", "PUT", "DELETE")
 _ETAG = re.compile(r'\s*(W/)?"([^"]*)"\s*(?:,|$)')
 _MAX_LOGGED_PATH = 300
+_URI_KEY: Any = request_key("xcap_request_uri", XcapUri)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +263,7 @@ class XcapServer:
         self.stats[f"method:{request.method}"] += 1
         self.stats[f"status:{status}"] += 1
         extra: dict[str, Any] = {}
-        failure = request.get("xcap_auth_failure")
+        failure = request.get(AUTH_FAILURE_KEY)
         if failure:
             extra["auth_failure"] = failure
         self._log.info(
@@ -288,7 +289,7 @@ class XcapServer:
             headers = {"Allow": "GET, HEAD"} if exc.status == 405 else None
             return web.Response(status=exc.status, text=f"{exc.reason}\n", headers=headers)
         ancestor_uri: str | None = None
-        uri: XcapUri | None = request.get("xcap_uri")
+        uri: XcapUri | None = request.get(_URI_KEY)
         if exc.condition == "no-parent" and uri is not None:
             if exc.ancestor is None:
                 path = uri.directory_path(self.root)
@@ -306,7 +307,7 @@ class XcapServer:
             )
         path, _, query = request.raw_path.partition("?")
         uri = parse_uri(path, query, root=self.root)
-        request["xcap_uri"] = uri
+        request[_URI_KEY] = uri
         usage = self.usages.get(uri.auid)
         if usage is None:
             raise XcapError(404, None, "unknown application usage")
