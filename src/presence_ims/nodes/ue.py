@@ -25,7 +25,7 @@ from ..security.milenage import Milenage
 from ..security.secagree import SecurityMechanism, format_mechanisms, parse_mechanisms
 from ..sip import Headers, Request, Response, parse_uri
 from ..sip.digest import Challenge, Credentials, DigestError, compute_response, parse_challenge
-from ..sip.transaction import Address
+from ..sip.transaction import Address, TimerConfig
 from ..transport import SipEndpoint
 from ..ua import ClientSubscription, UserAgent
 
@@ -66,6 +66,8 @@ class UeConfig(BaseModel):
     expires: int = Field(600, ge=60)
     """Requested registration lifetime (seconds)."""
     display: str | None = None
+    t1: float = Field(0.5, gt=0)
+    """SIP timer T1 (seconds); retransmissions and timeouts derive from it."""
 
 
 @dataclass(slots=True)
@@ -88,7 +90,9 @@ class UserEquipment:
     def __init__(self, config: UeConfig, *, node: str = "ue") -> None:
         self.config = config
         self.log = get_logger(node=node, impu=config.impu)
-        self.endpoint = SipEndpoint(node=node, interface="Gm", logger=self.log)
+        self.endpoint = SipEndpoint(
+            node=node, interface="Gm", logger=self.log, timers=TimerConfig(t1=config.t1)
+        )
         host, _, port = config.pcscf.rpartition(":")
         self.pcscf = Address(config.transport, host, int(port))
         self.sadb = SADatabase()
