@@ -186,3 +186,39 @@ async def running_network(
             with contextlib.suppress(Exception):
                 await ue.stop(deregister=False)
         await net.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_networks(
+    tmp_path: Path,
+    *,
+    overrides1: dict[str, dict[str, Any]] | None = None,
+    overrides2: dict[str, dict[str, Any]] | None = None,
+) -> AsyncIterator[tuple[RunningNetwork, RunningNetwork]]:
+    """home1.net and home2.net, wired to each other's I-CSCF, sharing one CA."""
+    pki = tmp_path / "pki"
+    d1 = network_config("home1", tmp_path, overrides1, pki_dir=pki)
+    d2 = network_config("home2", tmp_path, overrides2, pki_dir=pki)
+    t = "tls" if d1["network"].get("tls", True) else "tcp"
+    d1["network"]["peer_networks"] = {"home2.net": f"sip:icscf.home2.net:{d2['icscf']['port']};transport={t}"}
+    d2["network"]["peer_networks"] = {"home1.net": f"sip:icscf.home1.net:{d1['icscf']['port']};transport={t}"}
+    s1 = load(write_toml(d1, tmp_path / "home1.toml"))
+    s2 = load(write_toml(d2, tmp_path / "home2.toml"))
+    n1, n2 = Network(s1), Network(s2)
+    await n1.start()
+    try:
+        await n2.start()
+    except BaseException:
+        await n1.stop()
+        raise
+    r1 = RunningNetwork(s1, n1, tmp_path / "home1.toml")
+    r2 = RunningNetwork(s2, n2, tmp_path / "home2.toml")
+    try:
+        yield r1, r2
+    finally:
+        for r in (r1, r2):
+            for ue in r.ues:
+                with contextlib.suppress(Exception):
+                    await ue.stop(deregister=False)
+        await n2.stop()
+        await n1.stop()

@@ -150,10 +150,12 @@ class UserAgent:
         response = await self.send(request)
         sub.response = response
         if 200 <= response.status < 300:
-            if sub.dialog is None:
-                sub.dialog = Dialog.from_uac_response(sub.request, response)
-            else:
-                sub.dialog.refresh_target(response)
+            created = Dialog.from_uac_response(sub.request, response)
+            if sub.dialog is not None:
+                # a NOTIFY came first and made the dialog; the 2xx carries the route set
+                created.remote_cseq = sub.dialog.remote_cseq
+                created.local_cseq = max(created.local_cseq, sub.dialog.local_cseq)
+            sub.dialog = created
         elif sub.dialog is None:
             sub.terminated = True
             self.subscriptions.pop((sub.call_id, sub.local_tag), None)

@@ -380,6 +380,9 @@ class Response(Message):
         return f"<Response {self.status} {self.reason}>"
 
 
+DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+
+
 def reason_phrase(status: int) -> str:
     return REASON_PHRASES.get(status) or {
         1: "Provisional",
@@ -409,10 +412,14 @@ def make_response(
 
     Via, From, To, Call-ID and CSeq are copied as text (so a response can be
     built even when one of them does not parse); the To tag is added when
-    ``to_tag`` is given and the To header has none.
+    ``to_tag`` is given and the To header has none.  Record-Route is copied
+    into 101-299 responses to dialog-creating requests (RFC 3261 12.1.1).
     """
     out = Headers()
-    for key in ("via", "from", "to", "call-id", "cseq"):
+    keys = ["via", "from", "to", "call-id", "cseq"]
+    if 100 < status < 300 and request.method in DIALOG_CREATING:
+        keys.insert(1, "record-route")
+    for key in keys:
         for line in request.headers.get_lines(key):
             if key == "to" and to_tag and status > 100 and ";tag=" not in line.replace(" ", "").lower():
                 line = f"{line};tag={to_tag}"

@@ -40,6 +40,12 @@ class Resolver:
         mapped = self.hosts.get(name)
         if mapped is not None:
             return mapped
+        # "*.home2.net" entries map every node of a network
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            mapped = self.hosts.get("*." + ".".join(parts[i:]))
+            if mapped is not None:
+                return mapped
         try:
             ipaddress.ip_address(name)
             return name
