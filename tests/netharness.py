@@ -152,6 +152,28 @@ class RunningNetwork:
         values.update(kwargs)
         return UeConfig(**values)
 
+    async def restart(self, role: str) -> Any:
+        """Stop one node and start a new instance from the same configuration."""
+        from presence_ims.nodes.runner import build_node
+
+        old = self.network.nodes.pop(role)
+        await old.stop()
+        node = build_node(role, self.settings, self.network.tls)
+        assert node is not None
+        await node.start()
+        self.network.nodes[role] = node
+        return node
+
+    async def restart_missing(self, role: str) -> Any:
+        """Start a node that was stopped (after a simulated crash)."""
+        from presence_ims.nodes.runner import build_node
+
+        node = build_node(role, self.settings, self.network.tls)
+        assert node is not None
+        await node.start()
+        self.network.nodes[role] = node
+        return node
+
     async def ue(self, user: str, *, register: bool = True, **kwargs: Any) -> UserEquipment:
         ue = UserEquipment(self.ue_config(user, **kwargs), node=f"ue-{user}")
         await ue.start()

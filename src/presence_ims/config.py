@@ -249,6 +249,7 @@ class NetworkSettings(BaseSettings):
             min_expires=self.scscf.min_expires,
             max_expires=self.scscf.max_expires,
             reg_watchers=(f"sip:{self.name('pcscf')}", f"sip:{self.name('pna')}"),
+            store=f"sqlite:{self.state_dir / 'scscf.db'}",
         )
 
     def pcscf_config(self) -> PcscfConfig:

@@ -45,8 +45,9 @@ from ...sip.digest import (
     verify,
 )
 from ...sip.proxy import preprocess_route, relay_response, validate
+from ...storage import StoreError, open_store
 from ...transport import IncomingRequest
-from ..common import DiameterLink, SipNode
+from ..common import DiameterLink, NodeStartError, SipNode
 from .registrar import (
     SESSION_ORIGINATING,
     SESSION_TERMINATING_REGISTERED,
@@ -96,6 +97,8 @@ class ScscfConfig(BaseModel):
     reg_watchers: tuple[str, ...] = ("sip:pcscf.home1.net", "sip:pna.home1.net")
     """Network identities (P-Asserted-Identity) allowed to watch any user's reg event."""
     hss_timeout: float = Field(5.0, gt=0)
+    store: str = "memory"
+    """Where registrations survive a restart: ``memory`` or ``sqlite:PATH``."""
 
 
 class Scscf(SipNode):
@@ -148,8 +151,27 @@ class Scscf(SipNode):
         self._sessions = itertools.count(1)
         self._sweeper: asyncio.Task[None] | None = None
         self.clock = time.time
+        self.store = open_store(config.store)
 
     async def start(self) -> None:
+        try:
+            await self.store.open()
+            saved = await self.store.load("registration")
+        except StoreError as exc:
+            raise NodeStartError(f"scscf store: {exc}") from None
+        now = self.clock()
+        for value in saved.values():
+            try:
+                reg = Registration.from_dict(value)
+            except (KeyError, TypeError, ValueError, DiameterError) as exc:
+                self.log.warning("stored_registration_unreadable", reason=str(exc))
+                continue
+            for uri in [u for u, b in reg.bindings.items() if b.expires_at <= now]:
+                del reg.bindings[uri]
+            if reg.bindings:
+                self._index(reg)
+        if self.registrations:
+            self.log.info("registrations_restored", count=len(self.registrations))
         await self.start_sip()
         self._sweeper = asyncio.create_task(self._sweep_loop())
         # connect early so the HSS can send RTR, but do not fail the start without it
@@ -161,6 +183,10 @@ class Scscf(SipNode):
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        try:
+            await self.store.close()
+        except StoreError as exc:
+            self.log.error("store_close_failed", reason=str(exc))
         for sub in list(self.reg_subs.values()):
             self._end_reg_subscription(sub, "deactivated")
         await asyncio.sleep(0)
@@ -375,9 +401,7 @@ class Scscf(SipNode):
             profile = saa.subscription()
             impus = _implicit_set(profile, impu)
             reg = Registration(impi, impus, scheme, profile)
-            self.registrations[impi] = reg
-            for u in impus:
-                self.by_impu[_aor(u)] = impi
+            self._index(reg)
         reg.scheme = scheme
         events: dict[str, ContactEvent] = {}
         gone: dict[str, ContactEvent] = {}
@@ -413,6 +437,8 @@ class Scscf(SipNode):
             for p in req.headers.get_all("path"):
                 headers.append(("Path", p))
         incoming.respond(200, "OK", headers=headers)
+        self._persist(reg)
+        await self._flush()
         self.log.info(
             "registered" if active else "deregistered",
             impi=impi, impu=impu, scheme=scheme, contacts=len(active), first=first,
@@ -421,8 +447,20 @@ class Scscf(SipNode):
             await self._drop_registration(reg, "USER_DEREGISTRATION")
         self._notify_reg(reg, now, events=events, terminated=gone)
 
+    def _index(self, reg: Registration) -> None:
+        self.registrations[reg.impi] = reg
+        for u in reg.impus:
+            self.by_impu[_aor(u)] = reg.impi
+
+    def _persist(self, reg: Registration) -> None:
+        if reg.impi in self.registrations:
+            self.store.put("registration", reg.impi, reg.to_dict())
+        else:
+            self.store.delete("registration", reg.impi)
+
     async def _drop_registration(self, reg: Registration, reason: str = "USER_DEREGISTRATION") -> None:
         self.registrations.pop(reg.impi, None)
+        self.store.delete("registration", reg.impi)
         for u in reg.impus:
             self.by_impu.pop(_aor(u), None)
         kind = getattr(cx.ServerAssignmentType, reason)
@@ -439,6 +477,12 @@ class Scscf(SipNode):
         except DiameterError as exc:
             self.log.warning("sar_failed", reason=exc.reason)
 
+    async def _flush(self) -> None:
+        try:
+            await self.store.flush()
+        except StoreError as exc:
+            self.log.error("store_flush_failed", reason=str(exc))
+
     # -- Cx requests from the HSS (RTR) -----------------------------------------------------------
     async def _diameter_request(self, request: DiameterMessage, peer: Any = None) -> DiameterMessage:
         if request.command_code == 304:  # RTR: network-initiated de-registration
@@ -451,6 +495,7 @@ class Scscf(SipNode):
                 reg = self.registrations.pop(impi or "", None)
                 if reg is None:
                     continue
+                self.store.delete("registration", reg.impi)
                 for u in reg.impus:
                     self.by_impu.pop(_aor(u), None)
                 gone: dict[str, ContactEvent] = {uri: "deactivated" for uri in reg.bindings}
@@ -700,7 +745,10 @@ class Scscf(SipNode):
                 self.log.info("bindings_expired", impi=reg.impi, contacts=len(gone))
                 if not reg.bindings:
                     await self._drop_registration(reg, "TIMEOUT_DEREGISTRATION")
+                else:
+                    self._persist(reg)
                 self._notify_reg(reg, now, terminated=gone)
+        await self._flush()
         for sub in list(self.reg_subs.values()):
             if sub.expires_at <= now:
                 self._end_reg_subscription(sub, "timeout")

@@ -8,8 +8,8 @@ documents (RFC 3680) and 200 OK headers.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 from ...diameter.cx import ImsSubscription, InitialFilterCriteria
 from ...documents import reginfo
@@ -62,6 +62,28 @@ class Registration:
 
     def active(self, now: float) -> list[Binding]:
         return [b for b in self.bindings.values() if b.expires_at > now]
+
+    def to_dict(self) -> dict[str, Any]:
+        from ...diameter.cx import build_ims_subscription
+
+        return {
+            "impi": self.impi,
+            "impus": self.impus,
+            "scheme": self.scheme,
+            "profile": build_ims_subscription(self.profile).decode() if self.profile else None,
+            "bindings": [asdict(b) for b in self.bindings.values()],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Registration:
+        from ...diameter.cx import parse_ims_subscription
+
+        profile = parse_ims_subscription(d["profile"].encode()) if d.get("profile") else None
+        reg = cls(d["impi"], list(d["impus"]), d["scheme"], profile)
+        for b in d.get("bindings", ()):
+            binding = Binding(**b)
+            reg.bindings[binding.contact] = binding
+        return reg
 
 
 @dataclass(slots=True)
