@@ -183,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(func=cmd_config_check)
 
+    from .pki_cli import register_cli as register_pki
+    from .ue_cli import add_parser as add_ue
+
+    register_pki(sub)
+    add_ue(sub)
+
     aka = sub.add_parser("aka", help="compute Milenage/AKA values (debugging, interop)")
     aka.add_argument("--k", required=True)
     aka.add_argument("--op")
