@@ -81,7 +81,8 @@ class UserAgent:
     def contact(self) -> str:
         t = self.endpoint.transports[self.transport]
         user = self.aor.split(":", 1)[1].split("@", 1)[0]
-        param = "" if self.transport == "udp" else f";transport={self.transport}"
+        kind = t.via_transport.lower()
+        param = "" if kind == "udp" else f";transport={kind}"
         return f"<sip:{user}@{t.host}:{t.port}{param}>"
 
     def new_request(

@@ -192,3 +192,15 @@ async def test_digest_client_uses_its_address(tmp_path: Path) -> None:
                                       content_type="application/pidf+xml")
         r = await other.endpoint.request(req, Address("udp", "127.0.0.1", net.settings.pcscf.port))
         assert r.status == 403
+
+
+async def test_aka_over_tcp_uses_esp_over_tcp(tmp_path: Path) -> None:
+    async with running_network(tmp_path) as net:
+        alice = await net.ue("alice", transport="tcp")
+        bob = await net.ue("bob", transport="tcp")
+        assert alice.protected and alice.agent.transport == "esp-tcp"
+        assert (await alice.agent.publish(doc())).status == 200
+        sub = await bob.agent.subscribe(ALICE)
+        n = await sub.next()
+        assert pidf.parse(n.body).tuples[0].basic == "open"
+        assert net.nodes["pcscf"].esp_tcp.connections >= 1

@@ -46,6 +46,8 @@ from .common import NodeStartError, SipNode
 
 _MODEL = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 SEC_AGREE = "sec-agree"
+PROTECTED = frozenset({"esp-udp", "esp-tcp"})
+"""Transports whose every message was authenticated by an SA."""
 
 
 class PcscfConfig(BaseModel):
@@ -131,6 +133,7 @@ class Pcscf(SipNode):
         self.config = config
         self.sadb = SADatabase()
         self.esp: Any = None
+        self.esp_tcp: Any = None
         self.rng = random.SystemRandom()
         self.pending: dict[tuple[str, int], SecAgree] = {}
         """Sec-agree started by a first REGISTER, by the UE's (host, port-c)."""
@@ -139,11 +142,16 @@ class Pcscf(SipNode):
         self.by_contact: dict[tuple[str, int], UeRegistration] = {}
         self.endpoint.interface_resolver = self._interface_of
         self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.reg_watch: dict[str, str] = {}
+        """Our reg-event subscriptions: Call-ID -> IMPU."""
+        self.reg_watch_ready = asyncio.Event()
+        """Set each time one of our reg-event subscriptions is accepted."""
         self.clock = time.time
 
     async def start(self) -> None:
         await self.start_sip()
-        from ..transport.esp import EspUdpTransport
+        from ..transport.esp import EspTcpTransport, EspUdpTransport
 
         esp = EspUdpTransport(
             self.endpoint,
@@ -155,6 +163,12 @@ class Pcscf(SipNode):
         )
         try:
             await esp.start()
+            # ESP over TCP on the same port numbers, for UEs that use TCP
+            esp_tcp = EspTcpTransport(
+                self.endpoint, self.config.protected_host, esp.port_c, esp.port_s, self.sadb,
+                name="esp-tcp",
+            )
+            await esp_tcp.start()
         except OSError as exc:
             await self.endpoint.close()
             raise NodeStartError(
@@ -162,13 +176,17 @@ class Pcscf(SipNode):
                 f"{exc.strerror or exc}"
             ) from None
         self.esp = esp
+        self.esp_tcp = esp_tcp
         self.endpoint.add_transport(esp)
+        self.endpoint.add_transport(esp_tcp)
         self._sweeper = asyncio.create_task(self._sweep_loop())
         self.log.info("protected_ports", port_c=esp.port_c, port_s=esp.port_s)
 
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        for task in list(self._tasks):
+            task.cancel()
         await self.stop_sip()
 
     @property
@@ -180,7 +198,7 @@ class Pcscf(SipNode):
         return int(self.esp.port_s) if self.esp else self.config.port_s
 
     def _interface_of(self, peer: Address, msg: Any, direction: str) -> str:
-        if peer.transport == "esp-udp":
+        if peer.transport in PROTECTED:
             return "Gm"
         net = self.config.network.split(":", 1)[0]
         return "Mw" if peer.transport == net and peer.transport not in {s.split(':')[0] for s in self.config.sip} else "Gm"
@@ -205,6 +223,8 @@ class Pcscf(SipNode):
             incoming.respond(rejection.status, rejection.reason, headers=rejection.headers)
             return
         if self._from_network(incoming.source):
+            if request.method == "NOTIFY" and self._reg_notify(incoming):
+                return
             await self._toward_ue(incoming)
         elif request.method == "REGISTER":
             await self._register(incoming)
@@ -215,7 +235,7 @@ class Pcscf(SipNode):
         net = self.config.network.split(":", 1)[0]
         t = self.endpoint.transports.get(net)
         gm_names = {s.split(":", 1)[0] for s in self.config.sip}
-        if source.transport == "esp-udp":
+        if source.transport in PROTECTED:
             return False
         if source.transport == net and net not in gm_names:
             return True
@@ -225,7 +245,7 @@ class Pcscf(SipNode):
     async def _register(self, incoming: IncomingRequest) -> None:
         req = incoming.request
         source = incoming.source
-        protected = source.transport == "esp-udp"
+        protected = source.transport in PROTECTED
         fwd = req.copy()
         fwd.headers.remove("route")
         secagree: SecAgree | None = None
@@ -424,10 +444,13 @@ class Pcscf(SipNode):
             secagree=secagree if secagree and secagree.sa_set else None,
             aka_without_ipsec=secagree is None and self.config.allow_aka_without_ipsec,
         )
+        first = _key(impus[0]) not in self.by_impu
         for impu in impus:
             self.by_impu[_key(impu)] = reg
         self.by_source[key_source] = reg
         self.by_contact[(reg.contact_host, reg.contact_port)] = reg
+        if first and reg.service_route:
+            self._spawn(self._subscribe_reg(reg))
         self.log.info(
             "ue_registered", impu=impus[0], protected=reg.secagree is not None,
             contact=reg.contact, expires=expires,
@@ -451,12 +474,87 @@ class Pcscf(SipNode):
             loop.call_later(1.0, ipsec.remove, self.sadb, sa_set)
         self.log.info("ue_deregistered", impu=impus[0])
 
+    # -- reg event: learning of network-initiated de-registration (RFC 3680) -------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _subscribe_reg(self, reg: UeRegistration) -> None:
+        """SUBSCRIBE to the reg event of a UE just registered, at its S-CSCF."""
+        from ..sip import Headers, Request
+
+        route = parse_name_addr(reg.service_route[0], "Service-Route").uri
+        if not isinstance(route, SipURI):
+            return
+        scscf = route.without_param("lr")
+        scscf = SipURI(scscf.scheme, scscf.host, None, None, scscf.port, scscf.params)
+        h = Headers()
+        tag = secrets.token_hex(6)
+        call_id = f"{secrets.token_hex(10)}@{self.name}"
+        me = f"sip:{self.name}"
+        h.add("From", f"<{me}>;tag={tag}")
+        h.add("To", f"<{reg.impus[0]}>")
+        h.add("Call-ID", call_id)
+        h.add("CSeq", "1 SUBSCRIBE")
+        h.add("Contact", f"<{self.net_uri('reg').replace(';lr', '')}>")
+        h.add("Event", "reg")
+        h.add("Expires", "3600")
+        h.add("P-Asserted-Identity", f"<{me}>")
+        request = Request(h, b"", "SUBSCRIBE", parse_uri(reg.impus[0]))
+        try:
+            destination = self.destination_for(scscf)
+        except Exception as exc:
+            self.log.warning("reg_subscribe_unroutable", reason=str(exc))
+            return
+        self.reg_watch[call_id] = reg.impus[0]
+        response = await self.endpoint.request(request, destination)
+        if response.status >= 300:
+            self.reg_watch.pop(call_id, None)
+            self.log.warning("reg_subscribe_refused", status=response.status, impu=reg.impus[0])
+        else:
+            self.reg_watch_ready.set()
+
+    def _reg_notify(self, incoming: IncomingRequest) -> bool:
+        """A reg-event NOTIFY for one of our own subscriptions (True when it was ours)."""
+        from ..documents import reginfo
+        from ..documents.xml import DocumentError
+
+        req = incoming.request
+        impu = self.reg_watch.get(req.call_id)
+        if impu is None:
+            return False
+        incoming.respond(200, add_tag=False)
+        state = (req.headers.get("subscription-state") or "").split(";")[0].strip().lower()
+        if state == "terminated":
+            self.reg_watch.pop(req.call_id, None)
+        if not req.body:
+            return True
+        try:
+            info = reginfo.parse(req.body)
+        except DocumentError as exc:
+            self.log.warning("reginfo_unreadable", reason=exc.reason)
+            return True
+        for registration in info.registrations:
+            if _key(registration.aor) != _key(impu):
+                continue
+            if registration.state == "terminated":
+                events = {c.event for c in registration.contacts}
+                reg = self.by_impu.get(_key(impu))
+                if reg is not None and events & {"deactivated", "rejected", "expired", "unregistered"}:
+                    # refuse the UE's requests from now on; the SAs stay for the grace
+                    # period so that the final NOTIFYs still reach the UE (TS 33.203 7.4)
+                    self.log.info("network_deregistration", impu=impu, events=sorted(events), interface="Mw")
+                    reg.expires_at = min(reg.expires_at, self.clock())
+                    self.reg_watch.pop(req.call_id, None)
+        return True
+
     # -- requests from a UE -------------------------------------------------------------------------
     def registration_for(self, source: Address) -> UeRegistration | None:
         reg = self.by_source.get((source.host, source.port))
         if reg is None:
             return None
-        if reg.secagree is not None and source.transport != "esp-udp":
+        if reg.secagree is not None and source.transport not in PROTECTED:
             return None  # a sec-agree UE must use its SA
         return reg
 
@@ -531,14 +629,15 @@ class Pcscf(SipNode):
             return
         host = self.resolver.host(target.host)
         reg = self.by_contact.get((host, target.port or 5060))
-        if reg is None or reg.expires_at <= self.clock():
+        if reg is None or reg.expires_at + self.config.sa_grace <= self.clock():
             incoming.respond(480, "UE not registered here")
             return
         if "id" in {p.strip().lower() for p in (req.headers.get("privacy") or "").split(";")}:
             fwd.headers.remove("p-asserted-identity")
         fwd.headers.remove("p-charging-vector")
         if reg.secagree is not None and reg.secagree.sa_set is not None:
-            destination = Address("esp-udp", reg.secagree.ue_host, reg.secagree.sa_set.peer_port_s)
+            transport = reg.source.transport if reg.source.transport in PROTECTED else "esp-udp"
+            destination = Address(transport, reg.secagree.ue_host, reg.secagree.sa_set.peer_port_s)
         elif reg.source.transport in ("udp", "tcp", "tls"):
             if reg.source.transport == "udp":
                 destination = Address("udp", reg.contact_host, reg.contact_port)

@@ -66,6 +66,8 @@ class UeConfig(BaseModel):
     expires: int = Field(600, ge=60)
     """Requested registration lifetime (seconds)."""
     display: str | None = None
+    subscribe_reg: bool = True
+    """Subscribe to our own reg event after registering (TS 24.229 5.1.1.3)."""
     t1: float = Field(0.5, gt=0)
     """SIP timer T1 (seconds); retransmissions and timeouts derive from it."""
 
@@ -114,8 +116,17 @@ class UserEquipment:
         self.call_id = f"{secrets.token_hex(10)}@ue"
         self.cseq = 0
         self._refresher: asyncio.Task[None] | None = None
+        self._reg_watcher: asyncio.Task[None] | None = None
+        self.network_deregistered = asyncio.Event()
+        self.reg_event_active = asyncio.Event()
+        """Set when the first NOTIFY of our reg-event subscription arrived."""
+        """Set when the network ends our registration (reg event: deactivated, rejected ...)."""
         self._digest_nc = 0
         self._digest_challenge: Challenge | None = None
+
+    @property
+    def esp_name(self) -> str:
+        return "esp-tcp" if self.config.transport == "tcp" else "esp-udp"
 
     @property
     def protected(self) -> bool:
@@ -124,9 +135,10 @@ class UserEquipment:
     async def start(self) -> None:
         await self.endpoint.listen(self.config.transport, self.config.host, 0)
         if self.config.auth == "aka" and self.config.secagree:
-            from ..transport.esp import EspUdpTransport
+            from ..transport.esp import EspTcpTransport, EspUdpTransport
 
-            self.esp = EspUdpTransport(self.endpoint, self.config.host, 0, 0, self.sadb, name="esp-udp")
+            kind = EspTcpTransport if self.config.transport == "tcp" else EspUdpTransport
+            self.esp = kind(self.endpoint, self.config.host, 0, 0, self.sadb, name=self.esp_name)
             await self.esp.start()
             self.endpoint.add_transport(self.esp)
         self.agent = UserAgent(self.endpoint, self.config.impu, transport=self.config.transport,
@@ -135,6 +147,8 @@ class UserEquipment:
     async def stop(self, *, deregister: bool = True) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
+        if self._reg_watcher is not None:
+            self._reg_watcher.cancel()
         if deregister and self.registration is not None:
             try:
                 async with asyncio.timeout(5):
@@ -147,7 +161,8 @@ class UserEquipment:
     def _contact(self) -> str:
         user = self.config.impu.split(":", 1)[1].split("@", 1)[0]
         if self.esp is not None:
-            return f"<sip:{user}@{self.config.host}:{self.esp.port_s}>"
+            param = ";transport=tcp" if self.config.transport == "tcp" else ""
+            return f"<sip:{user}@{self.config.host}:{self.esp.port_s}{param}>"
         t = self.endpoint.transports[self.config.transport]
         param = "" if self.config.transport == "udp" else f";transport={self.config.transport}"
         return f"<sip:{user}@{t.host}:{t.port}{param}>"
@@ -189,7 +204,7 @@ class UserEquipment:
 
     def _register_destination(self) -> Address:
         if self.protected and self.sa_set is not None:
-            return Address("esp-udp", self.sa_set.peer_host, self.sa_set.peer_port_s)
+            return Address(self.esp_name, self.sa_set.peer_host, self.sa_set.peer_port_s)
         return self.pcscf
 
     async def _send_register(self, request: Request) -> Response:
@@ -308,10 +323,12 @@ class UserEquipment:
         self.registration = Registration(200, impus, routes, granted, self.protected)
         self.agent.route = routes
         if self.protected and self.sa_set is not None:
-            self.agent.outbound = Address("esp-udp", self.sa_set.peer_host, self.sa_set.peer_port_s)
-            self.agent.transport = "esp-udp"
+            self.agent.outbound = Address(self.esp_name, self.sa_set.peer_host, self.sa_set.peer_port_s)
+            self.agent.transport = self.esp_name
         if granted > 0 and (self._refresher is None or self._refresher.done()):
             self._refresher = asyncio.create_task(self._refresh_loop())
+        if granted > 0 and self.config.subscribe_reg and self._reg_watcher is None:
+            self._reg_watcher = asyncio.create_task(self._watch_reg())
         self.log.info("registered", impus=impus, expires=granted, protected=self.protected)
         return self.registration
 
@@ -334,6 +351,40 @@ class UserEquipment:
         if self._refresher is not None:
             self._refresher.cancel()
         return response
+
+    async def _watch_reg(self) -> None:
+        from ..documents import reginfo
+        from ..documents.xml import DocumentError
+
+        try:
+            sub = await self.subscribe_reg()
+        except Exception as exc:
+            self.log.warning("reg_subscribe_failed", reason=str(exc))
+            return
+        if sub.response is None or sub.response.status >= 300:
+            self.log.warning("reg_subscribe_refused", status=sub.response.status if sub.response else None)
+            return
+        while not sub.terminated:
+            try:
+                n = await sub.next(wait=3600)
+            except TimeoutError:
+                continue
+            self.reg_event_active.set()
+            if not n.body:
+                continue
+            try:
+                info = reginfo.parse(n.body)
+            except DocumentError as exc:
+                self.log.warning("reginfo_unreadable", reason=exc.reason)
+                continue
+            for registration in info.registrations:
+                if registration.aor.lower() != self.config.impu.lower() or registration.state != "terminated":
+                    continue
+                events = {c.event for c in registration.contacts}
+                if events & {"deactivated", "rejected"}:
+                    self.log.warning("deregistered_by_network", events=sorted(events))
+                    self.registration = None
+                    self.network_deregistered.set()
 
     async def subscribe_reg(self) -> ClientSubscription:
         """Subscribe to our own reg event (TS 24.229 5.1.1.3)."""
