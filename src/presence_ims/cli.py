@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--config", default="configs/home1.toml", help="network configuration (TOML)")
     up.add_argument("--with-home2", action="store_true", help="also run home2.net")
     up.add_argument("--home2-config", default="configs/home2.toml")
+    up.add_argument(
+        "--processes", action="store_true", help="one OS process per node (restarted if it dies)"
+    )
     up.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     up.set_defaults(func=_cmd_up)
 
@@ -207,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(args)
     except UsageError as exc:
-        print(f"presence-ims: {exc}", file=sys.stderr)
+        # one line, even for a message listing several problems (config check)
+        first, *rest = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+        message = " ".join([first, "; ".join(rest)]) if rest else first
+        print(f"presence-ims: {message}", file=sys.stderr)
         return 2
 
 

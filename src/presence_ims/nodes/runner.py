@@ -8,6 +8,7 @@ or two networks in the foreground; ``node ROLE`` runs one node alone.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import ssl
 import sys
@@ -173,20 +174,117 @@ class Network:
         return rows
 
 
+class ProcessNetwork:
+    """One OS process per node (``up --processes``), restarted when it dies.
+
+    The parent creates the PKI first so that the children never race to make
+    the CA; each child is ``presence-ims node ROLE --config FILE`` and is
+    considered up when it prints its ``ready:`` line.
+    """
+
+    RESTART_DELAY = 1.0
+    READY_TIMEOUT = 20.0
+
+    def __init__(self, settings: NetworkSettings, path: str, log_level: str) -> None:
+        self.settings = settings
+        self.path = path
+        self.log_level = log_level
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+        self.log = plog.get_logger(node="supervisor")
+        self.roles = [r for r in ROLES if getattr(getattr(settings, r, None), "enabled", True)]
+
+    def table(self) -> list[tuple[str, str, str]]:
+        net = Network.__new__(Network)
+        net.settings = self.settings
+        net.nodes = {r: object() for r in self.procs}  # type: ignore[misc]
+        return Network.table(net)
+
+    async def start(self) -> None:
+        make_tls(self.settings, ROLES)
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        for role in self.roles:
+            ok = await self._spawn(role)
+            if ok is None:
+                continue
+            if not ok:
+                await self.stop()
+                raise StartError(f"{role} ({self.settings.domain}) did not start (see its log above)")
+            self._watchers[role] = asyncio.create_task(self._watch(role))
+
+    async def _spawn(self, role: str) -> bool | None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "presence_ims", "node", role, "--config", self.path,
+            "--log-level", self.log_level,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        try:
+            async with asyncio.timeout(self.READY_TIMEOUT):
+                while True:
+                    line = await proc.stdout.readline()
+                    if not line:
+                        await proc.wait()
+                        return None if proc.returncode == 0 else False
+                    if line.startswith(b"ready:"):
+                        break
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return False
+        self.procs[role] = proc
+        self.log.info("node_process_up", role=role, pid=proc.pid)
+        return True
+
+    async def _watch(self, role: str) -> None:
+        while not self._stopping:
+            proc = self.procs[role]
+            code = await proc.wait()
+            if self._stopping:
+                return
+            self.log.error("node_process_exited", role=role, code=code, action="restarting")
+            await asyncio.sleep(self.RESTART_DELAY)
+            if self._stopping:
+                return
+            ok = await self._spawn(role)
+            if not ok:
+                self.log.error("node_restart_failed", role=role)
+                return
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._watchers.values():
+            task.cancel()
+        for role in reversed(list(self.procs)):
+            proc = self.procs.pop(role)
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    async with asyncio.timeout(10):
+                        await proc.wait()
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+
 async def _up(args: argparse.Namespace) -> int:
     from ..cli import UsageError, wait_for_signal
 
     paths = [args.config]
     if args.with_home2:
         paths.append(args.home2_config)
-    networks: list[Network] = []
+    networks: list[Any] = []
     try:
         for path in paths:
             try:
                 settings = load(path)
             except ConfigError as exc:
                 raise UsageError(str(exc)) from None
-            networks.append(Network(settings))
+            if getattr(args, "processes", False):
+                networks.append(ProcessNetwork(settings, path, args.log_level))
+            else:
+                networks.append(Network(settings))
         for net in networks:
             await net.start()
     except StartError as exc:
@@ -203,7 +301,7 @@ async def _up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _banner(networks: list[Network]) -> None:
+def _banner(networks: list[Any]) -> None:
     out = sys.stdout
     rows = [r for net in networks for r in net.table()]
     width = [max(len(r[i]) for r in rows) for i in range(3)] if rows else [0, 0, 0]
