@@ -148,6 +148,18 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    from .trace import render
+
+    try:
+        fh = sys.stdin if args.logfile == "-" else open(args.logfile, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.logfile}: {exc.strerror or exc}") from None
+    with fh:
+        print(render(fh, call_id=args.call_id, interface=args.interface))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="presence-ims", description="A runnable 3GPP IMS presence network."
@@ -191,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_pki(sub)
     add_ue(sub)
+
+    trace = sub.add_parser("trace", help="render the SIP/Diameter flow of a JSON log")
+    trace.add_argument("logfile", help="a log written with --log-level debug (JSON lines); - for stdin")
+    trace.add_argument("--call-id", help="only this Call-ID (or a part of it)")
+    trace.add_argument("--interface", help="only this reference interface (Gm, Mw, ISC, Pw ...)")
+    trace.set_defaults(func=cmd_trace)
 
     aka = sub.add_parser("aka", help="compute Milenage/AKA values (debugging, interop)")
     aka.add_argument("--k", required=True)

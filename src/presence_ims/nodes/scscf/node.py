@@ -47,6 +47,7 @@ from ...sip.digest import (
 from ...sip.proxy import preprocess_route, relay_response, validate
 from ...storage import StoreError, open_store
 from ...transport import IncomingRequest
+from ...transport.resolve import ResolveError
 from ..common import DiameterLink, NodeStartError, SipNode
 from .registrar import (
     SESSION_ORIGINATING,
@@ -146,6 +147,9 @@ class Scscf(SipNode):
         """Profiles of unregistered users fetched for terminating requests (by IMPU)."""
         self.reg_subs: dict[str, RegSubscription] = {}
         self.reg_by_dialog: dict[tuple[str, str, str], str] = {}
+        self._as_addresses: set[tuple[str, int]] = set()
+        """Addresses of application servers requests were sent to (for ISC labels)."""
+        self.endpoint.interface_resolver = self._interface_of
         self._digest_ha1: dict[str, str] = {}
         """H(A1) of digest users registered here, for re-REGISTERs with a fresh nonce count."""
         self._sessions = itertools.count(1)
@@ -194,6 +198,18 @@ class Scscf(SipNode):
         await self.stop_sip()
 
     # -- helpers ----------------------------------------------------------------------------
+    def _interface_of(self, peer: Any, msg: Any, direction: str) -> str:
+        """ISC toward/from the PS, Pi with the PNA, Mw otherwise (for the logs)."""
+        if (peer.host, peer.port) in self._as_addresses:
+            return "ISC"
+        t: Any = self.endpoint.transports.get(peer.transport)
+        names = t.peer_names(peer.flow) if hasattr(t, "peer_names") else []
+        if any(n.startswith("ps.") for n in names):
+            return "ISC"
+        if any(n.startswith("pna.") for n in names):
+            return "Pi"
+        return "Mw"
+
     def _routing(self, destination_host: str | None = None) -> cx.Routing:
         return cx.Routing(self.config.name, self.config.domain, self.config.domain, destination_host)
 
@@ -237,8 +253,10 @@ class Scscf(SipNode):
             elif request.to.tag and self._reg_dialog(request) is not None:
                 await self._reg_subscribe(incoming, fwd)
             elif request.to.tag or fwd.headers.get_all("route"):
-                # in-dialog (Record-Route) or someone else's route set: loose routing
-                await self.forward(incoming, fwd)
+                # in-dialog (Record-Route) or someone else's route set: loose routing;
+                # a NOTIFY can create the dialog (RFC 6665 4.3): record-route it again
+                again = str(popped) if popped is not None and request.method == "NOTIFY" else None
+                await self.forward(incoming, fwd, record_route=again)
             elif popped is not None and isinstance(popped.uri, SipURI) and popped.uri.user == "orig":
                 await self._originating(incoming, fwd)
             else:
@@ -694,6 +712,13 @@ class Scscf(SipNode):
     async def _to_as(self, incoming: IncomingRequest, req: Request, ifc: cx.InitialFilterCriteria, record: str | None) -> None:
         server = ifc.application_server.server_name
         uri = server if ";lr" in server else f"{server};lr"
+        as_uri = parse_uri(server)
+        if isinstance(as_uri, SipURI):
+            try:
+                a = self.destination_for(as_uri)
+                self._as_addresses.add((a.host, a.port))
+            except ResolveError:
+                pass
         req.headers.prepend("Route", f"<{uri}>")
         self.log.debug("isc_forward", interface="ISC", method=req.method, server=server,
                        call_id=req.headers.get("call-id"))
