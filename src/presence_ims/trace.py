@@ -50,9 +50,13 @@ def hops(lines: Iterable[str]) -> Iterator[Hop]:
             direction = "<-" if event == "diameter_rx" else "->"
         else:
             continue
+        node = str(rec.get("node", "?"))
+        net = rec.get("net")
+        if net:
+            node = f"{node}.{str(net).split('.')[0]}"
         yield Hop(
             rec.get("timestamp", "")[11:23],
-            str(rec.get("node", "?")),
+            node,
             str(rec.get("interface", "-")),
             direction,
             str(what),
@@ -68,5 +72,5 @@ def render(lines: Iterable[str], *, call_id: str | None = None, interface: str |
             continue
         if interface and h.interface != interface:
             continue
-        out.append(f"{h.time}  {h.node:<10} {h.interface:<4} {h.direction} {h.what:<10} {h.peer}")
+        out.append(f"{h.time}  {h.node:<12} {h.interface:<4} {h.direction} {h.what:<10} {h.peer}")
     return "\n".join(out)

@@ -119,7 +119,7 @@ class SipNode:
         self.advertise = advertise
         self.server_ssl = server_ssl
         self.client_ssl = client_ssl
-        self.log = get_logger(node=self.role)
+        self.log = get_logger(node=self.role, net=name.split(".", 1)[-1])
         self.endpoint = SipEndpoint(node=self.role, interface=interface, logger=self.log)
         self.resolver = Resolver(hosts, default_transport=default_transport)
         self.default_transport = default_transport

@@ -48,7 +48,7 @@ class PresenceServer:
         clock: Any = time.time,
     ) -> None:
         self.config = config
-        self.log = get_logger(node="ps")
+        self.log = get_logger(node="ps", net=config.domain)
         self.resolver = resolver or Resolver()
         self.server_ssl = server_ssl
         self.client_ssl = client_ssl
