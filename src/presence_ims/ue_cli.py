@@ -316,6 +316,7 @@ def add_parser(sub: Any) -> None:
     ue.add_argument("--domain")
     ue.add_argument("--xcap", help="XCAP root URL (http://HOST:PORT/xcap-root)")
     ue.add_argument("--transport", choices=["udp", "tcp"], default="udp")
+    ue.add_argument("--host", help="local address to bind and put in Contact (default 127.0.0.1)")
     ue.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     ue.add_argument("command", nargs=argparse.REMAINDER, help="one command to run, then exit")
     ue.set_defaults(func=cmd_ue)
@@ -356,6 +357,8 @@ def _settings_for(args: argparse.Namespace) -> tuple[UeConfig, str | None, str]:
     values["domain"] = domain
     values["auth"] = "digest" if args.digest else "aka"
     values["transport"] = args.transport
+    if args.host:
+        values["host"] = args.host
     if values["auth"] == "aka" and not values.get("k"):
         raise UsageError("IMS AKA needs --k and --op/--opc (or use --digest)")
     try:

@@ -53,10 +53,18 @@ def make_tls(settings: NetworkSettings, roles: Iterable[str]) -> Tls:
         creds = pki.ensure_pki(settings.pki_dir, settings.domain, names, ips)
     except OSError as exc:
         raise StartError(f"cannot create the network PKI in {settings.pki_dir}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a damaged PEM file
+        raise StartError(
+            f"the network PKI in {settings.pki_dir} is damaged ({exc}); remove it or run "
+            "presence-ims pki init"
+        ) from None
     for role in roles:
         c = creds[settings.name(role)]
-        tls.server[role] = pki.server_context(c)
-        tls.client[role] = pki.client_context(c)
+        try:
+            tls.server[role] = pki.server_context(c)
+            tls.client[role] = pki.client_context(c)
+        except (OSError, ValueError) as exc:
+            raise StartError(f"cannot load the certificate of {settings.name(role)}: {exc}") from None
     return tls
 
 

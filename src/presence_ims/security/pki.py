@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,15 +33,29 @@ class NodeCredentials:
     ca: Path
 
 
+def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write through a temporary file and rename: readers never see half a PEM."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(
+    _write_atomic(
+        path,
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        )
+        ),
+        0o600,
     )
-    path.chmod(0o600)
 
 
 def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -86,7 +101,7 @@ def ensure_ca(directory: Path, realm: str) -> tuple[Path, Path]:
         .sign(key, hashes.SHA256())
     )
     _write_key(key_path, key)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
 
 
@@ -140,7 +155,7 @@ def ensure_node(
             .sign(ca_key, hashes.SHA256())
         )
         _write_key(key_path, key)
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return NodeCredentials(name, cert_path, key_path, ca_cert_path)
 
 

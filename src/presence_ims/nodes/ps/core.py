@@ -156,11 +156,19 @@ class PresenceCore:
         self._inflight: set[str] = set()
         self._dirty: set[str] = set()
         self.stats: dict[str, int] = {}
+        self._canonical: dict[str, str] = {}
 
     # -- helpers --------------------------------------------------------------------
     def canonical(self, uri: str) -> str:
+        cached = self._canonical.get(uri)
+        if cached is not None:
+            return cached
         key = aor_key(uri)
-        return self.aliases.get(key, key)
+        result = self.aliases.get(key, key)
+        if len(self._canonical) > 100_000:
+            self._canonical.clear()
+        self._canonical[uri] = result
+        return result
 
     def _count(self, name: str) -> None:
         self.stats[name] = self.stats.get(name, 0) + 1
@@ -223,7 +231,7 @@ class PresenceCore:
             existing = self.publications.get(if_match.strip())
             if existing is None or existing.presentity != presentity or existing.expires_at <= now:
                 return _reply(412, "Unknown entity tag")
-            if existing.source_id != origin.source_id and existing.source_id != publisher:
+            if existing.source_id not in (origin.source_id, publisher, self.canonical(publisher)):
                 return _reply(412, "Entity tag of another publisher")
         expires = self._expires(request, self.config.default_publish_expires)
         if isinstance(expires, Outcome):
@@ -258,7 +266,9 @@ class PresenceCore:
             etag=etag,
             presentity=presentity,
             event=package.name,
-            source_id=origin.source_id if origin.source_class != "ue" else publisher,
+            source_id=(
+                self.canonical(publisher) if origin.source_class == "ue" else origin.source_id
+            ),
             source_class=origin.source_class,
             interface=_publish_interface(origin),
             asserted_identity=publisher,
@@ -343,7 +353,10 @@ class PresenceCore:
 
     def permissions(self, sub: SubscriptionRecord, now: float) -> presrules.Permissions | None:
         if sub.authenticated and not sub.anonymous and self.canonical(sub.watcher) == sub.presentity:
-            return presrules.owner_permissions()
+            owner = presrules.owner_permissions()
+            if not self.config.expose_provenance_to_owner:
+                owner = replace(owner, provenance=False)
+            return owner
         ruleset = self.rules.get(sub.presentity)
         perms = None
         if ruleset is not None:

@@ -31,9 +31,20 @@ class PublicationRecord:
     body: bytes
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["body"] = self.body.decode("utf-8", "surrogateescape")
-        return d
+        # written out by hand: dataclasses.asdict deep-copies and costs ~50 us per PUBLISH
+        return {
+            "etag": self.etag,
+            "presentity": self.presentity,
+            "event": self.event,
+            "source_id": self.source_id,
+            "source_class": self.source_class,
+            "interface": self.interface,
+            "asserted_identity": self.asserted_identity,
+            "received_at": self.received_at,
+            "expires_at": self.expires_at,
+            "content_type": self.content_type,
+            "body": self.body.decode("utf-8", "surrogateescape"),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PublicationRecord:
