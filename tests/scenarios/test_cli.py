@@ -103,3 +103,31 @@ def test_config_check_and_aka() -> None:
             "--rand", "23553cbe9637a89d218ae64dae47bf35", "--sqn", "ff9bb4d0b607", "--amf", "b9b9")
     assert r.returncode == 0
     assert '"res": "a54211d5e3ba50bf"' in r.stdout and '"mac_a": "4a9ffac354dfafb3"' in r.stdout
+
+
+def test_ctrl_c_sends_final_notifies(tmp_path: Path) -> None:
+    config = write_toml(network_config("home1", tmp_path), tmp_path / "home1.toml")
+    up = subprocess.Popen([*EXE, "up", "--config", str(config)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=ENV)
+    watcher = None
+    try:
+        assert up.stdout is not None
+        assert any(line.startswith("ready:") for line in up.stdout)
+        watcher = subprocess.Popen(
+            [*EXE, "ue", "--user", "bob", "--config", str(config), "watch", "alice", "--count", "2",
+             "--timeout", "30"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        )
+        assert watcher.stdout is not None
+        assert watcher.stdout.readline().startswith("registered")
+        first = watcher.stdout.readline()
+        assert first.startswith("sip:alice@home1.net:")
+        up.send_signal(2)  # Ctrl-C
+        assert up.wait(timeout=20) == 0
+        rest = watcher.stdout.read()
+        assert "subscription terminated (deactivated)" in rest
+    finally:
+        for p in (watcher, up):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()

@@ -25,6 +25,7 @@ from .common import NodeStartError
 from .ps.node import PsStartError
 
 ROLES = ("hss", "ps", "scscf", "icscf", "pcscf", "pna", "pea", "sim")
+STOP_ORDER = ("sim", "pea", "pna", "ps", "pcscf", "icscf", "scscf", "hss")
 
 
 class Node(Protocol):
@@ -146,8 +147,13 @@ class Network:
                 raise StartError(f"{role} ({self.settings.domain}) cannot start: {name}: {exc}") from None
             self.nodes[role] = node
 
-    async def stop(self) -> None:
-        for role in reversed(list(self.nodes)):
+    async def stop(self, *, final: bool = False) -> None:
+        """Stop every node; ``final``: end subscriptions with final NOTIFYs (a clean shutdown)."""
+        if final and "ps" in self.nodes:
+            self.nodes["ps"].deactivate_on_stop = True  # type: ignore[attr-defined]
+        # agents first (they withdraw their publications), then the PS (its final
+        # NOTIFYs still need the CSCFs), then the CSCFs and the HSS
+        for role in [r for r in STOP_ORDER if r in self.nodes]:
             node = self.nodes.pop(role)
             try:
                 await node.stop()
@@ -264,7 +270,7 @@ class ProcessNetwork:
         self._stopping = True
         for task in self._watchers.values():
             task.cancel()
-        for role in reversed(list(self.procs)):
+        for role in [r for r in STOP_ORDER if r in self.procs]:
             proc = self.procs.pop(role)
             if proc.returncode is None:
                 proc.terminate()
@@ -305,7 +311,10 @@ async def _up(args: argparse.Namespace) -> int:
         print("stopping ...", flush=True)
     finally:
         for net in reversed(networks):
-            await net.stop()
+            if isinstance(net, Network):
+                await net.stop(final=True)
+            else:
+                await net.stop()
     return 0
 
 

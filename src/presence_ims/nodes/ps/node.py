@@ -75,6 +75,8 @@ class PresenceServer:
         )
         self.xcap: Any = None
         self.initial_rules: dict[str, list[str]] = {}
+        self.deactivate_on_stop = config.shutdown == "deactivate"
+        """End every subscription with a final NOTIFY at stop (a clean network shutdown)."""
         """Presentity -> watchers allowed everything, installed when it has no rules yet."""
         self._known = {aor_key(u) for u in config.known_users or ()}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -125,7 +127,7 @@ class PresenceServer:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self.config.shutdown == "deactivate":
+        if self.deactivate_on_stop:
             self._apply(self.core.shutdown(self.clock()), None)
             if self._inflight:
                 try:
