@@ -90,10 +90,10 @@ def preprocess_route(request: Request, is_own: OwnUri) -> NameAddr | None:
 
 
 def prepare_forward(request: Request, *, record_route: str | None = None) -> Request:
-    """A copy to forward (16.6): Max-Forwards decremented, Record-Route added."""
+    """A copy to forward (16.6): Max-Forwards decremented (or 70 added), Record-Route added."""
     out = request.copy()
     mf = out.max_forwards
-    out.headers.set("Max-Forwards", str((mf if mf is not None else 70) - 1))
+    out.headers.set("Max-Forwards", str(mf - 1) if mf is not None else "70")
     if record_route:
         out.headers.prepend("Record-Route", record_route)
     return out

@@ -9,6 +9,7 @@ milliseconds under load) and at shutdown.  The file is opened and checked at
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sqlite3
@@ -45,6 +46,8 @@ class SqliteStore:
                 raise StoreError(f"database {self.path} is corrupt: {result}")
             db.executescript(SCHEMA)
             db.execute("BEGIN IMMEDIATE")
+            # a write rolled back at once: a read-only file fails here, not at the first flush
+            db.execute("INSERT OR REPLACE INTO records VALUES ('', '', '')")
             db.execute("ROLLBACK")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot use database {self.path}: {exc}") from None
@@ -82,7 +85,7 @@ class SqliteStore:
             if value is _DELETE:
                 out.pop(key, None)
             else:
-                out[key] = value  # type: ignore[assignment]
+                out[key] = copy.deepcopy(value)  # type: ignore[arg-type]
         return out
 
     async def flush(self) -> None:

@@ -161,6 +161,14 @@ SESSION_TERMINATING_REGISTERED = 1
 SESSION_TERMINATING_UNREGISTERED = 2
 SESSION_ORIGINATING_UNREGISTERED = 3
 
+_PROFILE_PART = {
+    SESSION_ORIGINATING: 0,
+    SESSION_TERMINATING_REGISTERED: 0,
+    SESSION_TERMINATING_UNREGISTERED: 1,
+    SESSION_ORIGINATING_UNREGISTERED: 1,
+}
+"""Session case -> the ProfilePartIndicator that applies (0 registered, 1 unregistered)."""
+
 
 def matching_ifcs(
     profile: ImsSubscription | None,
@@ -171,16 +179,23 @@ def matching_ifcs(
     request_uri: str,
     session_case: int,
 ) -> list[InitialFilterCriteria]:
-    """The iFCs of the service profile holding ``impu`` that match, by priority."""
+    """The iFCs of the service profile holding ``impu`` that match, by priority.
+
+    An iFC with a ProfilePartIndicator (0 registered, 1 unregistered) only
+    applies in the session cases of that state (TS 29.228 B.2.2).
+    """
     import re
 
     if profile is None:
         return []
+    part = _PROFILE_PART.get(session_case)
     out: list[InitialFilterCriteria] = []
     for sp in profile.service_profiles:
         if not any(_same_impu(p.identity, impu) for p in sp.public_identities):
             continue
         for ifc in sp.ifcs:
+            if part is not None and ifc.profile_part_indicator not in (None, part):
+                continue
             tp = ifc.trigger_point
             if tp is None:
                 out.append(ifc)
