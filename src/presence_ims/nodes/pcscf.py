@@ -210,7 +210,9 @@ class Pcscf(SipNode):
         t = self.endpoint.transports.get(transport) or self.endpoint.transports.get("udp")
         assert t is not None
         param = "" if t.name == "udp" else f";transport={t.name}"
-        return f"sip:{self.name}:{t.port}{param};lr"
+        # the address UEs reach us at: ordinary SIP clients cannot resolve our network names
+        host = self.config.advertise or (t.host if t.host not in ("0.0.0.0", "::") else self.name)
+        return f"sip:{host}:{t.port}{param};lr"
 
     # -- dispatch --------------------------------------------------------------------------
     async def handle(self, incoming: IncomingRequest) -> None:
@@ -620,6 +622,9 @@ class Pcscf(SipNode):
             top = preprocess_route(fwd, self.is_own)
             if top is None:
                 break
+            if req.method == "NOTIFY":
+                # RFC 6665 4.3: a NOTIFY can create the dialog (it may overtake the 2xx)
+                fwd.headers.prepend("Record-Route", str(top))
         if fwd.headers.get_all("route"):
             await self.forward(incoming, fwd)
             return
