@@ -167,13 +167,10 @@ class SipNode:
         return f"sip:{userpart}{self.name}:{t.port}{params}{';lr' if lr else ''}"
 
     def is_own(self, uri: SipURI) -> bool:
+        """Does ``uri`` name this node?  Names are looked up in the hosts table only (no DNS)."""
         host = uri.host.lower()
-        if host not in self._own_hosts:
-            try:
-                if self.resolver.host(host) not in self._own_hosts:
-                    return False
-            except ResolveError:
-                return False
+        if host not in self._own_hosts and self.resolver.static(host) not in self._own_hosts:
+            return False
         return uri.port is None or uri.port in self._own_ports
 
     def is_own_via(self, host: str, port: int | None) -> bool:

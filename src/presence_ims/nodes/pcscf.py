@@ -399,8 +399,20 @@ class Pcscf(SipNode):
             return None
         if secagree.sa_set is not None:
             ipsec.remove(self.sadb, secagree.sa_set)
+        # the UE's protected ports are its own now: SAs left by an earlier UE on the
+        # same address and ports (a restarted phone, a reused port) would be chosen
+        # for its traffic and it could not read a packet (unknown SPI)
+        stale = self.sadb.delete_for_peer(
+            secagree.ue_host, ports=(secagree.client.port_c or 0, secagree.client.port_s or 0)
+        )
+        if stale:
+            self.log.info("stale_sas_removed", ue=secagree.ue_host, count=len(stale))
         secagree.sa_set = sa_set
-        ipsec.install(self.sadb, sa_set)
+        try:
+            ipsec.install(self.sadb, sa_set)
+        except EspError as exc:
+            incoming.respond(494, f"Cannot set up security associations: {exc.reason}")
+            return None
         self.pending[(secagree.ue_host, secagree.client.port_c or 0)] = secagree
         response.headers.add("Security-Server", format_mechanisms([secagree.server]))
         self.log.info(

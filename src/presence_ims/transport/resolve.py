@@ -35,12 +35,12 @@ class Resolver:
         self.tls_transport = tls_transport
         self._cache: dict[str, str] = {}
 
-    def host(self, name: str) -> str:
+    def static(self, name: str) -> str | None:
+        """The address from the hosts table or an IP literal; None otherwise (no DNS)."""
         name = name.strip("[]").lower().rstrip(".")
         mapped = self.hosts.get(name)
         if mapped is not None:
             return mapped
-        # "*.home2.net" entries map every node of a network
         parts = name.split(".")
         for i in range(1, len(parts)):
             mapped = self.hosts.get("*." + ".".join(parts[i:]))
@@ -48,15 +48,29 @@ class Resolver:
                 return mapped
         try:
             ipaddress.ip_address(name)
-            return name
         except ValueError:
-            pass
+            return None
+        return name
+
+    def host(self, name: str) -> str:
+        """An address for ``name``: hosts table, IP literal, then the system resolver (cached).
+
+        Failures are cached too, so that a name without DNS does not stall
+        the event loop on every message that names it.
+        """
+        found = self.static(name)
+        if found is not None:
+            return found
+        name = name.strip("[]").lower().rstrip(".")
         cached = self._cache.get(name)
         if cached is not None:
-            return cached
+            if cached:
+                return cached
+            raise ResolveError(f"cannot resolve {name}")
         try:
             addr = socket.gethostbyname(name)
         except OSError as exc:
+            self._cache[name] = ""
             raise ResolveError(f"cannot resolve {name}: {exc}") from None
         self._cache[name] = addr
         return addr
