@@ -54,6 +54,8 @@ PORT_FIELDS: dict[str, tuple[str, ...]] = {
     "scscf": ("port",),
     "pcscf": ("port", "network_port", "port_c", "port_s"),
     "ps": ("port", "xcap_port"),
+    "pna": ("sip_port", "feed_port", "radius_port", "mlp_port"),
+    "pea": ("port",),
 }
 
 
@@ -111,6 +113,9 @@ def network_config(
         data.setdefault(section, {})
         for name in fields:
             data[section][name] = free_port()
+    # the PNA publishes for every registered user and watches every registration: tests
+    # of other interfaces run without it unless they ask for it (test_pen.py and friends)
+    data.setdefault("pna", {})["enabled"] = False
     for section, values in (overrides or {}).items():
         data.setdefault(section, {}).update(values)
     return data

@@ -198,11 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(func=cmd_config_check)
 
+    from .nodes.pea.cli import register_cli as register_pea
+    from .nodes.sim.cli import register_cli as register_sim
     from .pki_cli import register_cli as register_pki
     from .ue_cli import add_parser as add_ue
 
     register_pki(sub)
     add_ue(sub)
+    register_sim(sub)
+    register_pea(sub)
 
     trace = sub.add_parser("trace", help="render the SIP/Diameter flow of a JSON log")
     trace.add_argument("logfile", help="a log written with --log-level debug (JSON lines); - for stdin")

@@ -22,14 +22,18 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
 from .nodes.hss.model import HssConfig, IfcConfig, SubscriberConfig
 from .nodes.icscf import IcscfConfig
 from .nodes.pcscf import PcscfConfig
+from .nodes.pea.config import PeaSection
+from .nodes.pna.config import PnaSection
 from .nodes.ps.config import PsConfig, PsPeer
 from .nodes.scscf import ScscfConfig
+from .nodes.sim.config import SimSection
 
 _MODEL = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
@@ -108,13 +112,6 @@ class PsSection(BaseModel):
     """Give every subscriber the iFC that sends PUBLISH/SUBSCRIBE Event presence* to the PS."""
 
 
-class AgentSection(BaseModel):
-    """Settings of the PNA, PEA and the element simulator (owned by those nodes)."""
-
-    model_config = ConfigDict(frozen=True, extra="allow")
-    enabled: bool = True
-
-
 _CURRENT_TOML: list[Path] = []
 
 
@@ -135,9 +132,9 @@ class NetworkSettings(BaseSettings):
     scscf: ScscfSection = Field(default_factory=ScscfSection)
     pcscf: PcscfSection = Field(default_factory=PcscfSection)
     ps: PsSection = Field(default_factory=PsSection)
-    pna: AgentSection = Field(default_factory=AgentSection)
-    pea: AgentSection = Field(default_factory=AgentSection)
-    sim: AgentSection = Field(default_factory=AgentSection)
+    pna: PnaSection = Field(default_factory=PnaSection)
+    pea: PeaSection = Field(default_factory=PeaSection)
+    sim: SimSection = Field(default_factory=SimSection)
 
     source_path: ClassVar[Path | None] = None
 
@@ -222,6 +219,7 @@ class NetworkSettings(BaseSettings):
             scscf_name=self.scscf_uri,
             subscribers=self.subscribers_with_ifc(),
             sqn_store=self.state_dir / "hss-sqn.json",
+            sh_allowed_hosts=(self.name("pna"),),
         )
 
     def icscf_config(self) -> IcscfConfig:
@@ -320,6 +318,8 @@ def load(path: str | Path | None) -> NetworkSettings:
                 tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{toml}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{toml}: not valid TOML: not UTF-8 at byte {exc.start}") from None
         except OSError as exc:
             raise ConfigError(f"{toml}: cannot read: {exc.strerror or exc}") from None
         _CURRENT_TOML.append(toml)
@@ -327,6 +327,8 @@ def load(path: str | Path | None) -> NetworkSettings:
         return NetworkSettings()
     except ValidationError as exc:
         raise ConfigError(format_errors(exc, toml)) from None
+    except SettingsError as exc:  # an environment value that does not parse (JSON of a section)
+        raise ConfigError(f"environment: {exc}") from None
     finally:
         if toml is not None:
             _CURRENT_TOML.pop()

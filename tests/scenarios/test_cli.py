@@ -28,7 +28,9 @@ def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def network(tmp_path: Path) -> Iterator[Path]:
-    config = write_toml(network_config("home1", tmp_path), tmp_path / "home1.toml")
+    # as make run: every node of configs/home1.toml, the PNA included
+    data = network_config("home1", tmp_path, {"pna": {"enabled": True}})
+    config = write_toml(data, tmp_path / "home1.toml")
     proc = subprocess.Popen(
         [*EXE, "up", "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env=ENV,

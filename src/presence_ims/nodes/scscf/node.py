@@ -573,6 +573,10 @@ class Scscf(SipNode):
         if not own and _aor(watcher) not in {_aor(w) for w in self.config.reg_watchers}:
             incoming.respond(403, "Not allowed to watch this registration")
             return
+        if not own and not self._peer_is(incoming, watcher):
+            self.log.warning("reg_watcher_not_authenticated", watcher=watcher, source=str(incoming.source))
+            incoming.respond(403, "Network identity not backed by the peer's certificate")
+            return
         if reg is None and not impu.endswith("@" + self.config.domain) and not impu.startswith("tel:"):
             incoming.respond(404, "Not a user of this network")
             return
@@ -591,6 +595,18 @@ class Scscf(SipNode):
         self.reg_by_dialog[dialog.id] = sub.id
         self.log.info("reg_subscription", impu=impu, watcher=watcher, interface="Pi" if "pna" in watcher else "Gm")
         self._send_reg_notify(sub, now)
+
+    def _peer_is(self, incoming: IncomingRequest, identity: str) -> bool:
+        """A network identity (``sip:pna.home1.net``) must be the TLS peer it came from.
+
+        Without TLS between the nodes (``network.tls = false``) there is no
+        certificate to check and the network position is trusted.
+        """
+        t: Any = self.endpoint.transports.get(incoming.source.transport)
+        if not hasattr(t, "peer_names") or incoming.source.transport != "tls":
+            return True
+        host = _aor(identity).split(":", 1)[-1].split("@")[-1]
+        return host in t.peer_names(incoming.source.flow)
 
     def _notify_reg(
         self,
