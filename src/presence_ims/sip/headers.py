@@ -120,8 +120,31 @@ def split_list(value: str) -> list[str]:
 _RECEIVED_V6_RE = re.compile(r"[ \t]*(received)[ \t]*=[ \t]*([0-9A-Fa-f]*:[0-9A-Fa-f:.]*)[ \t]*", re.I)
 
 
+_TOKEN_CHARSET = "".join(chr(c) for c in range(128) if TOKEN_RE.fullmatch(chr(c)))
+
+
 def parse_header_params(text: str, where: str) -> Params:
     """Parse ``;name[=value]...`` header parameters (``text`` starts after the first ``;``)."""
+    # Fast path: every name and value a plain token (branch, tag, lr, expires ...).
+    fast: list[tuple[str, str | None]] = []
+    for part in text.split(";"):
+        name, eq, value = part.partition("=")
+        name = name.strip(" \t")
+        if not name or name.strip(_TOKEN_CHARSET):
+            break
+        if eq:
+            value = value.strip(" \t")
+            if not value or value.strip(_TOKEN_CHARSET):
+                break
+            fast.append((name, value))
+        else:
+            fast.append((name, None))
+    else:
+        return tuple(fast)
+    return _parse_header_params(text, where)
+
+
+def _parse_header_params(text: str, where: str) -> Params:
     out: list[tuple[str, str | None]] = []
     pos = 0
     n = len(text)
@@ -252,6 +275,8 @@ _VIA_RE = re.compile(
     rf"[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*({TOKEN})[ \t]+({HOST})(?:[ \t]*:[ \t]*(\d{{1,5}}))?[ \t]*(?:;(.*))?$",
     re.S | re.I,
 )
+# The same rule without the optional whitespace, for the usual compact form (tried first).
+_VIA_COMPACT_RE = re.compile(rf"(?i:SIP)/2\.0/({TOKEN})[ \t]+({HOST})(?::(\d{{1,5}}))?(?:;(.*))?")
 _VIA_LENIENT_RE = re.compile(rf"[^/]*/[^/]*/[ \t]*{TOKEN}[ \t]+({HOST})(?::(\d{{1,5}}))?", re.I)
 
 
@@ -273,7 +298,7 @@ class Via:
         return _get_param(self.params, name)
 
     def with_param(self, name: str, value: str | None = None) -> Via:
-        return replace(self, params=_set_param(self.params, name, value))
+        return Via(self.transport, self.host, self.port, _set_param(self.params, name, value))
 
     @property
     def branch(self) -> str | None:
@@ -302,7 +327,7 @@ class Via:
 
 
 def parse_via(value: str) -> Via:
-    m = _VIA_RE.match(value)
+    m = _VIA_COMPACT_RE.fullmatch(value) or _VIA_RE.match(value)
     if not m:
         raise SipParseError("malformed Via header")
     transport, host, port_text, ptext = m.groups()

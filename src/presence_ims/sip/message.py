@@ -399,6 +399,13 @@ def sanitize_reason(text: str) -> str:
     return " ".join(text.split())[:120] or "Bad Request"
 
 
+# What a response copies from its request, in this order, with the spelling it is written in.
+_COPY = {key: canonical_name(key) for key in ("via", "from", "to", "call-id", "cseq")}
+_COPY_DIALOG = {
+    key: canonical_name(key) for key in ("via", "record-route", "from", "to", "call-id", "cseq")
+}
+
+
 def make_response(
     request: Request,
     status: int,
@@ -415,15 +422,16 @@ def make_response(
     ``to_tag`` is given and the To header has none.  Record-Route is copied
     into 101-299 responses to dialog-creating requests (RFC 3261 12.1.1).
     """
-    out = Headers()
-    keys = ["via", "from", "to", "call-id", "cseq"]
-    if 100 < status < 300 and request.method in DIALOG_CREATING:
-        keys.insert(1, "record-route")
-    for key in keys:
-        for line in request.headers.get_lines(key):
+    keys = _COPY_DIALOG if 100 < status < 300 and request.method in DIALOG_CREATING else _COPY
+    # one pass over the request's fields, grouped by key in the order of ``keys``
+    copied: dict[str, list[tuple[str, str, str]]] = {key: [] for key in keys}
+    for key, _, line in request.headers._fields:
+        lines = copied.get(key)
+        if lines is not None:
             if key == "to" and to_tag and status > 100 and ";tag=" not in line.replace(" ", "").lower():
                 line = f"{line};tag={to_tag}"
-            out.add(canonical_name(key), line)
+            lines.append((key, keys[key], line))
+    out = Headers._from_raw([f for lines in copied.values() for f in lines])
     for name, value in headers:
         out.add(name, value)
     return Response(out, body, status, sanitize_reason(reason or reason_phrase(status)))

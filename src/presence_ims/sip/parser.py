@@ -11,11 +11,30 @@ that names the defect, or drops a malformed response silently.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .errors import SipFramingError, SipParseError
-from .grammar import HEADER_NAME_RE, METHOD_RE, REQUEST_LINE_RE, STATUS_LINE_RE
+from .grammar import (
+    HEADER_NAME_RE,
+    HOST,
+    IPV4,
+    IPV6REF,
+    METHOD_RE,
+    PARAMCHARS,
+    PASSWORD,
+    QUOTED_STRING,
+    REQUEST_LINE_RE,
+    STATUS_LINE_RE,
+    SWS,
+    TOKEN,
+    USER,
+)
 from .headers import (
+    COMPACT_FORMS,
+    LIST_HEADERS,
+    CSeq,
+    canonical_name,
     normalize_name,
     parse_contact,
     parse_cseq,
@@ -26,7 +45,7 @@ from .headers import (
     split_list,
 )
 from .message import SIP_VERSION, Headers, Message, Request, Response
-from .uri import SipURI, parse_uri
+from .uri import PORT_0_65535, SipURI, parse_uri
 
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
 
@@ -51,6 +70,29 @@ def _decode(head: bytes) -> str:
 def _split_head(text: str) -> tuple[str, list[tuple[str, str, str]]]:
     """Start line and header fields of a message head (no empty line at the end)."""
     lines = text.split("\r\n")
+    if "\r\n " in text or "\r\n\t" in text:
+        return _split_head_general(lines)  # folded lines
+    fields: list[tuple[str, str, str]] = []
+    append = fields.append
+    known = _KNOWN_KEYS.get
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name:
+            # errors: the general loop below names the defect
+            return _split_head_general(lines)
+        key = known(name)
+        if key is None:
+            name = name.rstrip(" \t")
+            key = known(name)
+        if key is None:
+            if not HEADER_NAME_RE.fullmatch(name):
+                raise SipParseError("malformed header name")
+            key = normalize_name(name)
+        append((key, name, value.strip(" \t")))
+    return lines[0], fields
+
+
+def _split_head_general(lines: list[str]) -> tuple[str, list[tuple[str, str, str]]]:
     start = lines[0]
     fields: list[tuple[str, str, str]] = []
     for line in lines[1:]:
@@ -66,10 +108,42 @@ def _split_head(text: str) -> tuple[str, list[tuple[str, str, str]]]:
         if colon <= 0:
             raise SipParseError("header line without a colon")
         name = line[:colon].rstrip(" \t")
-        if not HEADER_NAME_RE.fullmatch(name):
-            raise SipParseError("malformed header name")
-        fields.append((normalize_name(name), name, line[colon + 1 :].strip(" \t")))
+        known = _KNOWN_KEYS.get(name)
+        if known is None:
+            if not HEADER_NAME_RE.fullmatch(name):
+                raise SipParseError("malformed header name")
+            known = normalize_name(name)
+        fields.append((known, name, line[colon + 1 :].strip(" \t")))
     return start, fields
+
+
+def _known_keys() -> dict[str, str]:
+    """Keys of the header names seen in nearly every message, in their usual spellings.
+
+    A fixed table (built once, never changed) that spares the name regex and
+    ``normalize_name`` on the hot path; other names take the general path.
+    """
+    names = (
+        "Via", "From", "To", "Call-ID", "CSeq", "Max-Forwards", "Contact", "Content-Length",
+        "Content-Type", "Expires", "Route", "Record-Route", "Event", "Allow", "Allow-Events",
+        "Supported", "Require", "Proxy-Require", "User-Agent", "Server", "Accept", "Path",
+        "Service-Route", "Authorization", "WWW-Authenticate", "Proxy-Authorization",
+        "Proxy-Authenticate", "Authentication-Info", "Subscription-State", "SIP-ETag",
+        "SIP-If-Match", "P-Asserted-Identity", "P-Preferred-Identity", "P-Associated-URI",
+        "P-Charging-Vector", "P-Charging-Function-Addresses", "P-Access-Network-Info",
+        "P-Visited-Network-ID", "Privacy", "Security-Client", "Security-Server",
+        "Security-Verify", "Date", "Subject", "Content-Encoding", "Unsupported",
+    )
+    table: dict[str, str] = {}
+    for name in names:
+        for spelling in (name, name.lower(), name.upper(), canonical_name(name.lower())):
+            table[spelling] = normalize_name(name)
+    for compact in COMPACT_FORMS:
+        table[compact] = table[compact.upper()] = normalize_name(compact)
+    return table
+
+
+_KNOWN_KEYS = _known_keys()
 
 
 def _is_status_line(start: str) -> bool:
@@ -100,9 +174,11 @@ def _start_message(start: str, fields: list[tuple[str, str, str]]) -> Message:
 
 
 def _content_length(msg: Message) -> int | None:
-    lines = msg.headers.get_lines("content-length")
+    lines = [value for key, _, value in msg.headers._fields if key == "content-length"]
     if not lines:
         return None
+    if len(lines) == 1 and lines[0].isdigit() and lines[0].isascii():
+        return int(lines[0])  # the usual case: one plain number
     values = set()
     for line in lines:
         for v in split_list(line):
@@ -216,36 +292,106 @@ class StreamFramer:
 
 # -- validation -----------------------------------------------------------------
 
+# -- validation fast paths ------------------------------------------------------------
+#
+# Validation only needs to know that a header parses.  For the shapes nearly every
+# message has, one regex built from the same grammar fragments answers that without
+# building the typed objects.  Each pattern accepts a subset of what the full parser
+# accepts (tests/property checks this); anything it does not match goes through the
+# full parser, which accepts it or raises with the reason naming the defect.
+
+_PORT = PORT_0_65535
+_SIP_URI = (
+    rf"[Ss][Ii][Pp][Ss]?:(?:{USER}(?::{PASSWORD})?@)?{HOST}(?::{_PORT})?"
+    rf"(?:;{PARAMCHARS}(?:={PARAMCHARS})?)*"
+)
+_GENERIC_PARAM = rf"{SWS}{TOKEN}{SWS}(?:={SWS}(?:{TOKEN}|{IPV6REF}|{QUOTED_STRING}))?{SWS}"
+_NAME_ADDR_FAST = re.compile(
+    rf"(?:{QUOTED_STRING}|{TOKEN}(?:[ \t]+{TOKEN})*)?[ \t]*<{_SIP_URI}>[ \t]*"
+    rf"(?:;{_GENERIC_PARAM}(?:;{_GENERIC_PARAM})*)?"
+)
+_IPV6_ADDRESS = r"[0-9A-Fa-f]*:[0-9A-Fa-f:.]*"
+_VIA_PARAM = (
+    rf"(?:(?i:branch)={TOKEN}"
+    rf"|(?i:rport)(?:={_PORT})?"
+    rf"|(?i:received)=(?:{IPV4}|{_IPV6_ADDRESS}|{IPV6REF})"
+    rf"|(?!(?i:branch|rport)(?:[=;]|$)){TOKEN}(?:=(?:{TOKEN}|{IPV6REF}|{QUOTED_STRING}))?)"
+)
+_VIA_FAST = re.compile(
+    rf"(?i:SIP)/2\.0/{TOKEN}[ \t]+{HOST}(?::{_PORT})?(?:;{_VIA_PARAM})*"
+)
+
+
+def _check_via(value: str) -> None:
+    if _VIA_FAST.fullmatch(value) is None:
+        parse_via(value)
+
+
+def _check_name_addr(value: str, key: str) -> None:
+    if _NAME_ADDR_FAST.fullmatch(value.strip()) is None:
+        parse_name_addr(value, key_label(key))
+
+
+def _check_contact(value: str) -> None:
+    if _NAME_ADDR_FAST.fullmatch(value.strip()) is None:
+        parse_contact(value)
+
+
+_MANDATORY = ("via", "from", "to", "call-id", "cseq")
 _SINGLE = ("call-id", "from", "to", "cseq", "max-forwards", "content-type", "expires")
 
 
-def _check_common(msg: Message, *, is_request: bool) -> None:
-    h = msg.headers
-    for key in ("via", "from", "to", "call-id", "cseq"):
-        if key not in h:
+def _index(msg: Message) -> dict[str, list[str]]:
+    """Header lines by key, in order (one pass instead of one scan per lookup)."""
+    index: dict[str, list[str]] = {}
+    for key, _, value in msg.headers._fields:
+        lines = index.get(key)
+        if lines is None:
+            index[key] = [value]
+        else:
+            lines.append(value)
+    return index
+
+
+def _values(index: dict[str, list[str]], key: str) -> list[str]:
+    """Like ``Headers.get_all``: the lines of a list header are split on commas."""
+    lines = index.get(key)
+    if not lines:
+        return []
+    if key not in LIST_HEADERS:
+        return lines
+    out: list[str] = []
+    for line in lines:
+        out.extend(split_list(line))
+    return out
+
+
+def _check_common(msg: Message, index: dict[str, list[str]]) -> CSeq:
+    for key in _MANDATORY:
+        if key not in index:
             raise SipParseError(f"missing {key_label(key)} header", partial=msg)
     for key in _SINGLE:
-        if h.count(key) > 1:
+        lines = index.get(key)
+        if lines is not None and len(lines) > 1:
             raise SipParseError(f"more than one {key_label(key)} header", partial=msg)
-    vias = h.get_all("via")
+    vias = _values(index, "via")
     if not vias:
         raise SipParseError("empty Via header", partial=msg)
     for value in vias:
-        parse_via(value)
-    call_id = h.get("call-id") or ""
-    if not call_id or any(c in call_id for c in " \t"):
+        _check_via(value)
+    call_id = index["call-id"][0]
+    if not call_id or " " in call_id or "\t" in call_id:
         raise SipParseError("malformed Call-ID header", partial=msg)
-    parse_name_addr(h.get("from") or "", "From")
-    parse_name_addr(h.get("to") or "", "To")
-    parse_cseq(h.get("cseq") or "")
-    mf = h.get("max-forwards")
+    _check_name_addr(index["from"][0], "from")
+    _check_name_addr(index["to"][0], "to")
+    cseq = parse_cseq(index["cseq"][0])
+    mf = index.get("max-forwards")
     if mf is not None:
-        parse_uint(mf, "Max-Forwards", 255)
+        parse_uint(mf[0], "Max-Forwards", 255)
+    return cseq
 
 
 def key_label(key: str) -> str:
-    from .headers import canonical_name
-
     return canonical_name(key)
 
 
@@ -260,23 +406,25 @@ def validate_request(req: Request) -> None:
             raise SipParseError("SIP version not supported", status=505)
         if not METHOD_RE.fullmatch(req.method):
             raise SipParseError("malformed method")
-        _check_common(req, is_request=True)
+        index = _index(req)
+        cseq = _check_common(req, index)
         if isinstance(req.uri, SipURI) and req.uri.headers:
             raise SipParseError("Request-URI must not contain headers")
-        cseq = parse_cseq(req.headers.get("cseq") or "")
         if cseq.method != req.method and not (req.method == "ACK" and cseq.method == "INVITE"):
             raise SipParseError("CSeq method does not match the request method")
-        for value in req.headers.get_all("contact"):
-            parse_contact(value)
+        if "contact" in index:
+            for value in _values(index, "contact"):
+                _check_contact(value)
         for name in ("route", "record-route", "path"):
-            for value in req.headers.get_all(name):
-                parse_name_addr(value, key_label(name))
+            if name in index:
+                for value in _values(index, name):
+                    _check_name_addr(value, name)
         for name in ("require", "proxy-require"):
-            for line in req.headers.get_lines(name):
+            for line in index.get(name, ()):
                 parse_tokens(line, key_label(name))
-        expires = req.headers.get("expires")
+        expires = index.get("expires")
         if expires is not None:
-            parse_uint(expires, "Expires")
+            parse_uint(expires[0], "Expires")
     except SipParseError as exc:
         if exc.partial is None:
             exc.partial = req
@@ -287,4 +435,4 @@ def validate_response(resp: Response) -> None:
     """Check what the transaction layer reads from a response (drop it if this raises)."""
     if resp.version.upper() != SIP_VERSION:
         raise SipParseError("SIP version not supported", partial=resp)
-    _check_common(resp, is_request=False)
+    _check_common(resp, _index(resp))

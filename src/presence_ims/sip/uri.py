@@ -13,11 +13,30 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import unquote_to_bytes
 
 from .errors import SipParseError
-from .grammar import HCHARS_RE, HOST_RE, PARAM_NAME_RE, PARAM_VALUE_RE, PASSWORD_RE, USER_RE
+from .grammar import (
+    HCHARS_RE,
+    HOST,
+    HOST_RE,
+    PARAM_NAME_RE,
+    PARAM_VALUE_RE,
+    PARAMCHARS,
+    PASSWORD,
+    PASSWORD_RE,
+    USER,
+    USER_RE,
+)
 
 Params = tuple[tuple[str, str | None], ...]
 
+# port = 1*DIGIT, refused above 65535: as one pattern, for the fast paths
+PORT_0_65535 = r"(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[0-5]\d{4}|\d{1,4})"
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):")
+# The usual shape of a SIP URI in one pattern (user, password, host, port, parameters;
+# no headers): what it matches, the general path below would parse the same way.
+_SIP_FAST_RE = re.compile(
+    rf"([Ss][Ii][Pp][Ss]?):(?:({USER})(?::({PASSWORD}))?@)?({HOST})(?::({PORT_0_65535}))?"
+    rf"((?:;{PARAMCHARS}(?:={PARAMCHARS})?)*)"
+)
 _HOSTPORT_RE = re.compile(rf"({HOST_RE.pattern})(?::(\d{{1,5}}))?")
 # RFC 3966: global-number-digits = "+" *phonedigit DIGIT *phonedigit ; local = *phonedigit-hex ...
 _TEL_NUMBER_RE = re.compile(r"\+?[0-9A-Fa-f*#\-.()]+")
@@ -217,6 +236,17 @@ URI = SipURI | TelURI | AbsoluteURI
 
 def parse_uri(text: str) -> URI:
     """Parse a URI; raise :class:`SipParseError` when it is malformed."""
+    fast = _SIP_FAST_RE.fullmatch(text)
+    if fast is not None:
+        scheme, user, password, host, port, ptext = fast.groups()
+        return SipURI(
+            scheme.lower(),
+            host,
+            user,
+            password,
+            int(port) if port is not None else None,
+            _parse_params(ptext[1:], "SIP URI") if ptext else (),
+        )
     m = _SCHEME_RE.match(text)
     if not m:
         raise SipParseError("URI without a scheme")

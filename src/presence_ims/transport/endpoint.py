@@ -492,6 +492,8 @@ class SipEndpoint:
             self.log.exception("response_callback_error", status=response.status)
 
     def _on_request(self, event: RequestReceived) -> None:
+        if self._closed:
+            return  # shutting down: no new work (the client retransmits or times out)
         request = event.request
         incoming = IncomingRequest(
             request,
@@ -554,7 +556,12 @@ class SipEndpoint:
         self._timer = loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
+        due = self._timer_at
         self._timer = None
         self._timer_at = None
-        self.layer.handle_timer(self._now())
+        # A loop may run the callback a little before ``due`` by its own clock (uvloop
+        # keeps milliseconds); the deadline has come all the same, or the timer would be
+        # re-armed for the same instant again and again until the clock catches up.
+        now = self._now()
+        self.layer.handle_timer(max(now, due) if due is not None else now)
         self._flush()

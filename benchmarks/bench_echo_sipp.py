@@ -1,0 +1,369 @@
+"""Echo node vs a bare UDP responder under SIPp OPTIONS load (loopback, one machine).
+
+    .venv/bin/python benchmarks/bench_echo_sipp.py [--step-seconds 10] [--write-doc]
+
+For each event loop (uvloop when installed, and plain asyncio) and each server
+(the echo node: SipEndpoint + EchoNode, parse + validate + transaction + 200 OK;
+and a bare responder that parses nothing and answers a canned 200 built with
+``bytes.split`` from the Via/From/To/Call-ID/CSeq lines), SIPp sends OPTIONS at
+rising rates, one step of ``--step-seconds`` per rate, until more than 0.1% of
+the calls of a step fail (no 200 within 2 s; SIPp's retransmissions are off, so
+every lost datagram is a failed call) or SIPp cannot keep the offered rate.
+The highest rate that passed is the server's sustained rate; the target is
+echo >= 60% of the bare responder's rate on the same loop.
+
+Every loop is bounded: a fixed list of rates, ``--step-seconds`` per step (SIPp's
+own ``-m`` and ``-timeout`` end each step), ``--max-total-seconds`` for the whole
+run, and each server stops by itself after ``--server-lifetime`` seconds.
+
+``--serve echo|bare --loop uvloop|asyncio`` runs one server (used internally).
+Needs ``sipp`` (Debian package sip-tester).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "benchmarks" / "sipp" / "options_uac.xml"
+DOC = ROOT / "docs" / "performance.md"
+DEFAULT_RATES = (2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000, 14000, 16000, 18000, 20000,
+                 22000, 24000, 26000, 28000, 30000, 32000, 36000, 40000, 48000, 56000)
+FAIL_LIMIT = 0.001  # more than 0.1% failed calls ends the ramp
+RATE_SHORTFALL = 0.95  # SIPp reaching less than 95% of the offered rate ends it too
+RCVBUF = 4 * 1024 * 1024
+BEGIN, END = "<!-- bench_echo_sipp:begin -->", "<!-- bench_echo_sipp:end -->"
+
+
+# -- the servers ------------------------------------------------------------------------
+
+
+class BareResponder(asyncio.DatagramProtocol):
+    """Answers every datagram with a 200 copied from its Via/From/To/Call-ID/CSeq lines."""
+
+    KEEP = frozenset({b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq"})
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.answered = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        out = [b"SIP/2.0 200 OK"]
+        keep = self.KEEP
+        for line in data.split(b"\r\n")[1:]:
+            if not line:
+                break
+            if line.split(b":", 1)[0].strip().lower() in keep:
+                out.append(line)
+        out.append(b"Content-Length: 0\r\n\r\n")
+        assert self.transport is not None
+        self.transport.sendto(b"\r\n".join(out), addr)
+        self.answered += 1
+
+
+async def _serve(kind: str, lifetime: float) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    closers: list[Any] = []
+    if kind == "bare":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RCVBUF)
+        sock.bind(("127.0.0.1", 0))
+        transport, _ = await loop.create_datagram_endpoint(BareResponder, sock=sock)
+        port = sock.getsockname()[1]
+        closers.append(transport.close)
+    else:
+        from presence_ims import logging as plog
+        from presence_ims.nodes.echo import EchoNode
+        from presence_ims.transport import SipEndpoint
+
+        plog.configure("warning", json=True)  # as `presence-ims node echo --log-level warning`
+        endpoint = SipEndpoint(node="echo", logger=plog.get_logger(node="echo"))
+        t = await endpoint.listen("udp", "127.0.0.1", 0)
+        EchoNode(endpoint)
+        port = t.port
+        closers.append(endpoint.close)
+    print(f"listening {port}", flush=True)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(lifetime):
+            await stop.wait()
+    for close in closers:
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+def serve(kind: str, loop_name: str, lifetime: float) -> int:
+    if loop_name == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.run(_serve(kind, lifetime))
+    return 0
+
+
+# -- SIPp steps ----------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    rate: int
+    calls: int
+    successful: int
+    failed: int
+    seconds: float
+    achieved: float
+    """Successful calls per second over the step."""
+
+    @property
+    def failed_ratio(self) -> float:
+        total = self.successful + self.failed
+        return self.failed / total if total else 1.0
+
+    @property
+    def passed(self) -> bool:
+        return self.failed_ratio <= FAIL_LIMIT and self.achieved >= RATE_SHORTFALL * self.rate
+
+
+@dataclass
+class Series:
+    server: str
+    loop: str
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def sustained(self) -> float:
+        """The achieved rate of the highest step that passed (0 when none did)."""
+        good = [s.achieved for s in self.steps if s.passed]
+        return max(good) if good else 0.0
+
+
+def _elapsed(text: str) -> float:
+    h, m, s = text.split(":")[:3]
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def run_step(port: int, rate: int, seconds: float, workdir: Path) -> Step:
+    calls = int(rate * seconds)
+    stat = workdir / f"stat-{port}-{rate}.csv"
+    cmd = [
+        "sipp", f"127.0.0.1:{port}", "-sf", str(SCENARIO), "-i", "127.0.0.1",
+        "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(max(rate * 2, 1000)),
+        "-nr", "-buff_size", str(RCVBUF), "-timeout", f"{int(seconds + 10)}s",
+        "-trace_stat", "-stf", str(stat), "-fd", "3600",
+    ]
+    started = time.monotonic()
+    subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=seconds + 30, check=False, cwd=workdir)
+    wall = time.monotonic() - started
+    successful = failed = 0
+    elapsed = wall
+    if stat.exists():
+        rows = [r for r in stat.read_text().splitlines() if r.strip()]
+        head = rows[0].split(";")
+        last = rows[-1].split(";")
+        col = {name: i for i, name in enumerate(head)}
+        successful = int(last[col["SuccessfulCall(C)"]])
+        failed = int(last[col["FailedCall(C)"]])
+        # StartTime and CurrentTime are "date<TAB>time<TAB>epoch"; ElapsedTime has whole seconds
+        span = (float(last[col["CurrentTime"]].split("\t")[-1])
+                - float(last[col["StartTime"]].split("\t")[-1]))
+        elapsed = span if span > 0 else _elapsed(last[col["ElapsedTime(C)"]])
+    # calls never started or still pending when SIPp stopped count as failed too
+    failed = max(failed, calls - successful)
+    achieved = successful / max(elapsed, 1e-9) if successful else 0.0
+    return Step(rate, calls, successful, failed, round(elapsed, 2), round(achieved, 1))
+
+
+def start_server(kind: str, loop_name: str, lifetime: float) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", kind, "--loop", loop_name,
+         "--server-lifetime", str(lifetime)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    m = re.match(r"listening (\d+)", line)
+    if not m:
+        proc.kill()
+        raise SystemExit(f"{kind}/{loop_name} server did not start: {line!r}")
+    return proc, int(m.group(1))
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def ramp(kind: str, loop_name: str, rates: list[int], seconds: float, deadline: float,
+         workdir: Path) -> Series:
+    series = Series(kind, loop_name)
+    lifetime = max(60.0, deadline - time.monotonic() + 30)
+    proc, port = start_server(kind, loop_name, lifetime)
+    try:
+        for rate in rates:
+            if time.monotonic() + seconds + 15 > deadline:
+                print("  (time budget used up)", flush=True)
+                break
+            step = run_step(port, rate, seconds, workdir)
+            series.steps.append(step)
+            print(f"  {kind:4s} {loop_name:7s} offered {rate:6d}/s  answered {step.achieved:9.1f}/s  "
+                  f"failed {step.failed_ratio * 100:6.3f}%  {'ok' if step.passed else 'LIMIT'}",
+                  flush=True)
+            if not step.passed:
+                break
+            if proc.poll() is not None:
+                print("  (server exited)", flush=True)
+                break
+    finally:
+        stop_server(proc)
+    return series
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    info = {"python": platform.python_version(), "date": datetime.datetime.now(datetime.UTC)
+            .strftime("%Y-%m-%d %H:%M UTC")}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("Model name", "CPU(s)"):
+                info[key.strip()] = value.strip()
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["sipp", "-v"], capture_output=True, text=True, timeout=10).stdout
+        m = re.search(r"SIPp (v[0-9][0-9.]*[0-9])", out)
+        if m:
+            info["sipp"] = m.group(1)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        info["uvloop"] = str(getattr(uvloop, "__version__", "?"))
+    return info
+
+
+def render(results: list[Series], info: dict[str, str], seconds: float) -> str:
+    lines = [
+        BEGIN,
+        f"Measured {info['date']} on {info.get('Model name', '?')}, {info.get('CPU(s)', '?')} CPUs "
+        f"(shared with other work), Python {info['python']}, uvloop {info.get('uvloop', '-')}, "
+        f"SIPp {info.get('sipp', '?')}; steps of {seconds:g} s, SIPp retransmissions off, a call "
+        "fails without a 200 within 2 s.",
+        "",
+        "| loop | server | sustained OPTIONS/s | first failing step |",
+        "|---|---|---|---|",
+    ]
+    for s in results:
+        bad = next((st for st in s.steps if not st.passed), None)
+        failing = (f"{bad.rate}/s offered: {bad.achieved:.0f}/s answered, "
+                   f"{bad.failed_ratio * 100:.2f}% failed" if bad else "none (ramp ended)")
+        lines.append(f"| {s.loop} | {s.server} | {s.sustained:,.0f} | {failing} |")
+    lines.append("")
+    for loop_name in sorted({s.loop for s in results}):
+        echo = next((s for s in results if s.loop == loop_name and s.server == "echo"), None)
+        bare = next((s for s in results if s.loop == loop_name and s.server == "bare"), None)
+        if echo and bare and bare.sustained:
+            ratio = echo.sustained / bare.sustained
+            verdict = "meets" if ratio >= 0.6 else "is below"
+            lines.append(f"- {loop_name}: echo = {ratio * 100:.0f}% of the bare responder "
+                         f"({verdict} the 60% target).")
+    lines += ["", "<details><summary>every step</summary>", "",
+              "| loop | server | offered/s | answered/s | failed | result |", "|---|---|---|---|---|---|"]
+    for s in results:
+        for st in s.steps:
+            lines.append(f"| {s.loop} | {s.server} | {st.rate} | {st.achieved:,.0f} | "
+                         f"{st.failed_ratio * 100:.3f}% | {'ok' if st.passed else 'limit'} |")
+    lines += ["", "</details>", END]
+    return "\n".join(lines)
+
+
+def write_doc(block: str) -> None:
+    text = DOC.read_text() if DOC.exists() else "# Performance\n\n## SIP core\n"
+    if BEGIN in text and END in text:
+        before, rest = text.split(BEGIN, 1)
+        _, after = rest.split(END, 1)
+        text = before + block + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--serve", choices=["echo", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="asyncio")
+    parser.add_argument("--server-lifetime", type=float, default=1800.0)
+    parser.add_argument("--step-seconds", type=float, default=10.0)
+    parser.add_argument("--rates", help="comma-separated offered rates (default: 2000, 3000 ... 56000)")
+    parser.add_argument("--loops", default="uvloop,asyncio")
+    parser.add_argument("--servers", default="echo,bare")
+    parser.add_argument("--max-total-seconds", type=float, default=1500.0)
+    parser.add_argument("--write-doc", action="store_true", help=f"update the block in {DOC}")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    args = parser.parse_args(argv)
+
+    if args.serve:
+        return serve(args.serve, args.loop, args.server_lifetime)
+    if shutil.which("sipp") is None:
+        print("sipp not found: apt-get install sip-tester", file=sys.stderr)
+        return 2
+    rates = [int(r) for r in args.rates.split(",")] if args.rates else list(DEFAULT_RATES)
+    loops = [name for name in args.loops.split(",") if name]
+    if "uvloop" in loops:
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            loops.remove("uvloop")
+    deadline = time.monotonic() + args.max_total_seconds
+    results: list[Series] = []
+    with tempfile.TemporaryDirectory(prefix="bench-sipp-") as tmp:
+        for loop_name in loops:
+            for kind in args.servers.split(","):
+                print(f"{kind} on {loop_name}:", flush=True)
+                results.append(ramp(kind, loop_name, rates, args.step_seconds, deadline, Path(tmp)))
+    info = machine()
+    block = render(results, info, args.step_seconds)
+    print(block)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(
+            {"machine": info, "series": [
+                {"server": s.server, "loop": s.loop, "sustained": s.sustained,
+                 "steps": [asdict(st) for st in s.steps]} for s in results]}, indent=2))
+    if args.write_doc:
+        write_doc(block)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Shared fixtures and helpers of the test suite.
+
+``shared_dir()`` finds the project's shared folder (``/work/shared`` beside the
+checkout, or ``$PRESENCE_IMS_SHARED``); tests that need it skip when it is
+absent.  The RFC 4475 torture messages are vendored under ``tests/data`` so
+that they always run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+DATA_DIR = TESTS_DIR / "data"
+RFC4475_DIR = DATA_DIR / "rfc4475"
+
+
+def shared_dir() -> Path | None:
+    """The shared folder (``$PRESENCE_IMS_SHARED`` or ``<checkout>/../shared``), None when absent."""
+    env = os.environ.get("PRESENCE_IMS_SHARED")
+    path = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
+    return path if path.is_dir() else None
+
+
+def rfc4475_expected() -> dict[str, dict[str, Any]]:
+    """``expected.json`` of the vendored RFC 4475 messages: tag -> expectation."""
+    data: dict[str, dict[str, Any]] = json.loads((RFC4475_DIR / "expected.json").read_text())
+    return data
+
+
+def rfc4475_message(tag: str) -> bytes:
+    """The bytes of one RFC 4475 torture message, exactly as in the RFC's archive."""
+    return (RFC4475_DIR / f"{tag}.sip").read_bytes()
+
+
+@pytest.fixture
+def shared() -> Path:
+    """The shared folder; skips the test when there is none."""
+    path = shared_dir()
+    if path is None:
+        pytest.skip("no shared folder (set PRESENCE_IMS_SHARED)")
+    return path
+
+
+class UdpClient(asyncio.DatagramProtocol):
+    """A bare UDP socket on 127.0.0.1 for tests: send raw bytes, await what comes back."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (asyncio's own datagram transport does not subclass DatagramTransport in 3.11)
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        self.port = transport.get_extra_info("sockname")[1]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.queue.put_nowait((data, addr))
+
+    def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data, addr)
+
+    async def recv(self, within: float = 5.0) -> bytes:
+        """The next datagram; raises TimeoutError when none comes ``within`` seconds."""
+        async with asyncio.timeout(within):
+            data, _ = await self.queue.get()
+        return data
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+@pytest.fixture
+async def udp_client() -> AsyncIterator[Callable[[], Awaitable[UdpClient]]]:
+    """Factory of :class:`UdpClient` sockets, closed after the test."""
+    made: list[UdpClient] = []
+
+    async def make() -> UdpClient:
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_datagram_endpoint(UdpClient, local_addr=("127.0.0.1", 0))
+        made.append(proto)
+        return proto
+
+    yield make
+    for client in made:
+        client.close()
