@@ -16,6 +16,26 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import structlog
+
+# Nodes log every message at debug level; with structlog unconfigured all of it
+# would be printed.  Tests print warnings and errors only.  The level is checked by
+# a processor, not by the bound logger, so that structlog.testing.capture_logs
+# (which swaps the processors) still sees every level, even for loggers bound early.
+
+
+def _warnings_only(_logger: Any, method: str, event: Any) -> Any:
+    if method in ("debug", "info"):
+        raise structlog.DropEvent
+    return event
+
+
+structlog.configure(
+    wrapper_class=structlog.make_filtering_bound_logger(0),
+    processors=[_warnings_only, structlog.processors.add_log_level,
+                structlog.dev.ConsoleRenderer(colors=False)],
+    cache_logger_on_first_use=False,
+)
 
 TESTS_DIR = Path(__file__).resolve().parent
 DATA_DIR = TESTS_DIR / "data"

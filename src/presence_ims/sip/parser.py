@@ -218,8 +218,33 @@ def parse_datagram(data: bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Messag
     return msg
 
 
+def _salvage(text: str) -> Request | None:
+    """The well-formed header lines of a request whose head does not split, or None.
+
+    A server can then still answer the defect with a 400 (it needs Via, From,
+    To, Call-ID and CSeq); a response is never answered, so responses give None.
+    """
+    lines = text.split("\r\n")
+    start = lines[0]
+    if _is_status_line(start):
+        return None
+    fields: list[tuple[str, str, str]] = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t")
+        if colon and name and line[0] not in " \t" and HEADER_NAME_RE.fullmatch(name):
+            fields.append((normalize_name(name), name, value.strip(" \t")))
+    return Request(Headers._from_raw(fields), b"", start.split(" ", 1)[0], None)
+
+
 def _parse_head(head: bytes, limits: ParserLimits) -> Message:
-    start, fields = _split_head(_decode(head))
+    text = _decode(head)
+    try:
+        start, fields = _split_head(text)
+    except SipParseError as exc:
+        if exc.partial is None:
+            exc.partial = _salvage(text)
+        raise
     if len(fields) > limits.max_header_fields:
         raise SipParseError("too many header fields")
     try:
