@@ -60,3 +60,27 @@ async def test_unknown_presentity_gets_404(tmp_path: Path) -> None:
         sub = await bob.agent.subscribe("sip:nobody@home1.net")
         assert sub.response is not None and sub.response.status == 404
         assert not net.nodes["ps"].core.subscriptions
+
+
+async def test_request_without_ifc_reaches_the_registered_contact_through_path(tmp_path: Path) -> None:
+    """No iFC matches a MESSAGE: the terminating S-CSCF routes it to alice's contact via her Path."""
+    import asyncio
+
+    async with running_network(tmp_path) as net:
+        alice = await net.ue("alice")
+        bob = await net.ue("bob")
+        got: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def on_request(incoming: object) -> None:
+            req = incoming.request  # type: ignore[attr-defined]
+            if not got.done():
+                got.set_result(f"{req.method} {req.body.decode()} {req.headers.get('p-asserted-identity')}")
+            incoming.respond(200)  # type: ignore[attr-defined]
+
+        alice.agent.on_other_request = on_request
+        msg = bob.agent.new_request("MESSAGE", "sip:alice@home1.net", body=b"hello alice",
+                                    content_type="text/plain")
+        r = await bob.agent.send(msg)
+        assert r.status == 200
+        text = await asyncio.wait_for(got, 5)
+        assert text.startswith("MESSAGE hello alice") and "sip:bob@home1.net" in text
