@@ -126,6 +126,32 @@ class SipNode:
         self._own_ports: set[int] = set()
         self._own_hosts: set[str] = {name.lower()}
 
+    def cx_link(
+        self,
+        hss: str,
+        *,
+        hss_name: str,
+        realm: str,
+        diameter_ssl: ssl.SSLContext | None,
+        handler: Any = None,
+    ) -> DiameterLink:
+        """The Cx link of a CSCF to the HSS at ``HOST:PORT`` (connects on first use)."""
+        from ..diameter import APP_CX
+
+        host, _, port = hss.rpartition(":")
+        return DiameterLink(
+            self.resolver.host(host),
+            int(port),
+            origin_host=self.name,
+            origin_realm=realm,
+            apps=[APP_CX],
+            ssl_context=diameter_ssl,
+            server_hostname=hss_name,
+            handler=handler,
+            node=self.role,
+            logger=self.log,
+        )
+
     async def start_sip(self) -> None:
         for spec in self.listen_specs:
             try:

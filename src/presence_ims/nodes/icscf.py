@@ -15,13 +15,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..diameter import APP_CX, DiameterError, Result, cx
+from ..diameter import DiameterError, Result, cx
 from ..diameter import base as dbase
 from ..sip import Request, SipURI, TelURI
 from ..sip.checks import check_uri_scheme
 from ..sip.proxy import preprocess_route, validate
 from ..transport import IncomingRequest
-from .common import DiameterLink, NodeStartError, SipNode
+from .common import NodeStartError, SipNode
 
 _MODEL = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
@@ -70,17 +70,8 @@ class Icscf(SipNode):
             interface="Mw",
         )
         self.config = config
-        host, _, port = config.hss.rpartition(":")
-        self.hss = DiameterLink(
-            self.resolver.host(host),
-            int(port),
-            origin_host=config.name,
-            origin_realm=config.domain,
-            apps=[APP_CX],
-            ssl_context=diameter_ssl,
-            server_hostname=config.hss_name,
-            node="icscf",
-            logger=self.log,
+        self.hss = self.cx_link(
+            config.hss, hss_name=config.hss_name, realm=config.domain, diameter_ssl=diameter_ssl
         )
         self._sessions = itertools.count(1)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...diameter import APP_CX, DiameterError, DiameterMessage, Result, answer_for, cx
+from ...diameter import DiameterError, DiameterMessage, Result, answer_for, cx
 from ...diameter import base as dbase
 from ...security.aka import encode_nonce
 from ...sip import (
@@ -48,7 +48,7 @@ from ...sip.proxy import preprocess_route, relay_response, validate
 from ...storage import StoreError, open_store
 from ...transport import IncomingRequest
 from ...transport.resolve import ResolveError
-from ..common import DiameterLink, NodeStartError, SipNode
+from ..common import NodeStartError, SipNode
 from .registrar import (
     SESSION_ORIGINATING,
     SESSION_TERMINATING_REGISTERED,
@@ -124,18 +124,12 @@ class Scscf(SipNode):
             interface="Mw",
         )
         self.config = config
-        host, _, port = config.hss.rpartition(":")
-        self.hss = DiameterLink(
-            self.resolver.host(host),
-            int(port),
-            origin_host=config.name,
-            origin_realm=config.domain,
-            apps=[APP_CX],
-            ssl_context=diameter_ssl,
-            server_hostname=config.hss_name,
+        self.hss = self.cx_link(
+            config.hss,
+            hss_name=config.hss_name,
+            realm=config.domain,
+            diameter_ssl=diameter_ssl,
             handler=self._diameter_request,
-            node="scscf",
-            logger=self.log,
         )
         self.nonces = NonceManager(secrets.token_bytes(32), config.auth_timeout)
         self.pending: dict[str, PendingAuth] = {}
