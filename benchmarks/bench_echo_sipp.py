@@ -10,13 +10,18 @@ rising rates, one step of ``--step-seconds`` per rate, until more than 0.1% of
 the calls of a step fail (no 200 within 2 s; SIPp's retransmissions are off, so
 every lost datagram is a failed call) or SIPp cannot keep the offered rate.
 The highest rate that passed is the server's sustained rate; the target is
-echo >= 60% of the bare responder's rate on the same loop.
+echo >= 60% of the bare responder's rate on the same loop.  On asyncio a third
+server, ``bare64``, is the bare responder with the 64 KiB receive buffer that the
+echo node's ``UdpTransport`` sets (asyncio's default of 256 KiB per datagram costs
+about 15 us a datagram on this machine), for comparison.
+
+Both servers run through ``cli.run_async`` as the nodes do (the GC set-up included).
 
 Every loop is bounded: a fixed list of rates, ``--step-seconds`` per step (SIPp's
 own ``-m`` and ``-timeout`` end each step), ``--max-total-seconds`` for the whole
 run, and each server stops by itself after ``--server-lifetime`` seconds.
 
-``--serve echo|bare --loop uvloop|asyncio`` runs one server (used internally).
+``--serve echo|bare|bare64 --loop uvloop|asyncio`` runs one server (used internally).
 Needs ``sipp`` (Debian package sip-tester).
 """
 
@@ -56,7 +61,13 @@ BEGIN, END = "<!-- bench_echo_sipp:begin -->", "<!-- bench_echo_sipp:end -->"
 
 
 class BareResponder(asyncio.DatagramProtocol):
-    """Answers every datagram with a 200 copied from its Via/From/To/Call-ID/CSeq lines."""
+    """Answers every datagram with a 200 copied from its Via/From/To/Call-ID/CSeq lines.
+
+    ``bare`` keeps the loop's datagram transport as it comes (the baseline of the
+    target); ``bare64`` also gets the 64 KiB receive buffer that ``UdpTransport`` sets on
+    asyncio's selector loop (asyncio reads each datagram into 256 KiB, which costs more
+    than the responder itself): the echo node's I/O, less the SIP stack.
+    """
 
     KEEP = frozenset({b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq"})
 
@@ -87,12 +98,16 @@ async def _serve(kind: str, lifetime: float) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     closers: list[Any] = []
-    if kind == "bare":
+    if kind in ("bare", "bare64"):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RCVBUF)
         sock.bind(("127.0.0.1", 0))
         transport, _ = await loop.create_datagram_endpoint(BareResponder, sock=sock)
+        if kind == "bare64" and hasattr(transport, "max_size"):
+            from presence_ims.transport.udp import MAX_DATAGRAM
+
+            transport.max_size = MAX_DATAGRAM  # as UdpTransport does on asyncio's selector loop
         port = sock.getsockname()[1]
         closers.append(transport.close)
     else:
@@ -117,12 +132,127 @@ async def _serve(kind: str, lifetime: float) -> None:
 
 
 def serve(kind: str, loop_name: str, lifetime: float) -> int:
-    if loop_name == "uvloop":
-        import uvloop
+    """Run one server the way ``presence-ims node`` runs a node (``cli.run_async``: GC tuned)."""
+    from presence_ims.cli import run_async
 
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(_serve(kind, lifetime))
-    return 0
+    async def main() -> int:
+        await _serve(kind, lifetime)
+        return 0
+
+    return run_async(main, uvloop=loop_name == "uvloop")
+
+
+# -- in process ----------------------------------------------------------------------------
+
+SIPP_OPTIONS = (
+    "OPTIONS sip:echo@127.0.0.1:5099 SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-4242-{n}-0\r\n"
+    "Max-Forwards: 70\r\n"
+    "From: <sip:sipp@127.0.0.1:5061>;tag=4242SIPpTag00{n}\r\n"
+    "To: <sip:echo@127.0.0.1:5099>\r\n"
+    "Call-ID: {n}-4242@127.0.0.1\r\n"
+    "CSeq: 1 OPTIONS\r\n"
+    "Contact: <sip:sipp@127.0.0.1:5061>\r\n"
+    "Accept: application/sdp\r\n"
+    "User-Agent: SIPp presence-ims benchmark\r\n"
+    "Content-Length: 0\r\n\r\n"
+)
+"""What ``sipp/options_uac.xml`` sends (``n`` is the call number)."""
+
+
+class _Sink:
+    """A UDP transport that only counts what the endpoint sends."""
+
+    name = "udp"
+    via_transport = "UDP"
+    host = "127.0.0.1"
+    port = 5099
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def send(self, data: bytes, destination: Any, transaction: object = None) -> None:
+        self.sent += 1
+
+    async def close(self) -> None:
+        return None
+
+
+async def _in_process(count: int, rate: float, profile: bool) -> dict[str, float]:
+    import cProfile
+    import gc
+    import pstats
+    import resource
+
+    from presence_ims import logging as plog
+    from presence_ims.nodes.echo import EchoNode
+    from presence_ims.sip.transaction import Address
+    from presence_ims.transport import SipEndpoint
+
+    plog.configure("warning", json=True)
+    endpoint = SipEndpoint(node="echo", logger=plog.get_logger(node="echo"))
+    sink = _Sink()
+    endpoint.add_transport(sink)
+    EchoNode(endpoint)
+    datagrams = [SIPP_OPTIONS.format(n=n).encode() for n in range(count)]
+    source = Address("udp", "127.0.0.1", 5061)
+    # the endpoint's clock, advanced by 1/rate per request: Timer J (32 s) ends transactions
+    # as it would at that rate, so the table holds as many as a server running at it
+    clock = [asyncio.get_running_loop().time()]
+    endpoint._now = lambda: clock[0]  # type: ignore[method-assign]
+    step = 1.0 / rate
+    gc_seconds = [0.0, 0.0]
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_seconds[1] = time.perf_counter()
+        else:
+            gc_seconds[0] += time.perf_counter() - gc_seconds[1]
+
+    def run() -> None:
+        receive = endpoint.datagram_received
+        for data in datagrams:
+            clock[0] += step
+            receive(data, source)
+            due = endpoint._timer_at
+            if due is not None and clock[0] >= due:
+                endpoint._on_timer()
+
+    gc.callbacks.append(on_gc)
+    profiler = cProfile.Profile() if profile else None
+    cpu = time.process_time()
+    if profiler is not None:
+        profiler.runcall(run)
+    else:
+        run()
+    cpu = time.process_time() - cpu
+    gc.callbacks.remove(on_gc)
+    endpoint._closed = True
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    assert sink.sent == count, "every request gets its 200"
+    return {
+        "requests": count,
+        "us_per_request": cpu / count * 1e6,
+        "gc_us_per_request": gc_seconds[0] / count * 1e6,
+        "live_transactions": len(endpoint.layer),
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def in_process(count: int, rate: float, profile: bool) -> int:
+    """Cost of the SIP stack alone: the echo node fed SIPp's OPTIONS without sockets or SIPp."""
+    from presence_ims.cli import run_async
+
+    async def main() -> int:
+        r = await _in_process(count, rate, profile)
+        print(f"echo in process: {r['us_per_request']:.1f} us CPU per request "
+              f"(of which cyclic GC {r['gc_us_per_request']:.1f} us) over {count:,} OPTIONS "
+              f"at a simulated {rate:,.0f}/s; {r['live_transactions']:,} transactions live at "
+              f"the end, max RSS {r['max_rss_mb']:,.0f} MB", flush=True)
+        return 0
+
+    return run_async(main, uvloop=False)
 
 
 # -- SIPp steps ----------------------------------------------------------------------------
@@ -234,7 +364,7 @@ def ramp(kind: str, loop_name: str, rates: list[int], seconds: float, deadline: 
                 break
             step = run_step(port, rate, seconds, workdir)
             series.steps.append(step)
-            print(f"  {kind:4s} {loop_name:7s} offered {rate:6d}/s  answered {step.achieved:9.1f}/s  "
+            print(f"  {kind:6s} {loop_name:7s} offered {rate:6d}/s  answered {step.achieved:9.1f}/s  "
                   f"failed {step.failed_ratio * 100:6.3f}%  {'ok' if step.passed else 'LIMIT'}",
                   flush=True)
             if not step.passed:
@@ -291,11 +421,16 @@ def render(results: list[Series], info: dict[str, str], seconds: float) -> str:
     for loop_name in sorted({s.loop for s in results}):
         echo = next((s for s in results if s.loop == loop_name and s.server == "echo"), None)
         bare = next((s for s in results if s.loop == loop_name and s.server == "bare"), None)
+        bare64 = next((s for s in results if s.loop == loop_name and s.server == "bare64"), None)
         if echo and bare and bare.sustained:
             ratio = echo.sustained / bare.sustained
             verdict = "meets" if ratio >= 0.6 else "is below"
+            extra = ""
+            if bare64 is not None and bare64.sustained:
+                extra = (f"; {echo.sustained / bare64.sustained * 100:.0f}% of bare64, the bare "
+                         "responder with the echo node's 64 KiB receive buffer")
             lines.append(f"- {loop_name}: echo = {ratio * 100:.0f}% of the bare responder "
-                         f"({verdict} the 60% target).")
+                         f"({verdict} the 60% target){extra}.")
     lines += ["", "<details><summary>every step</summary>", "",
               "| loop | server | offered/s | answered/s | failed | result |", "|---|---|---|---|---|---|"]
     for s in results:
@@ -319,20 +454,29 @@ def write_doc(block: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--serve", choices=["echo", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["echo", "bare", "bare64"], help=argparse.SUPPRESS)
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="asyncio")
     parser.add_argument("--server-lifetime", type=float, default=1800.0)
     parser.add_argument("--step-seconds", type=float, default=10.0)
     parser.add_argument("--rates", help="comma-separated offered rates (default: 2000, 3000 ... 56000)")
     parser.add_argument("--loops", default="uvloop,asyncio")
-    parser.add_argument("--servers", default="echo,bare")
+    parser.add_argument("--servers", default="echo,bare,bare64",
+                        help="bare64 runs on asyncio only (on uvloop it is the same as bare)")
     parser.add_argument("--max-total-seconds", type=float, default=1500.0)
     parser.add_argument("--write-doc", action="store_true", help=f"update the block in {DOC}")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--in-process", type=int, metavar="N",
+                        help="no SIPp: feed N OPTIONS to the echo node in process and print its "
+                             "CPU cost per request (the SIP stack alone)")
+    parser.add_argument("--rate", type=float, default=5000.0,
+                        help="simulated request rate of --in-process (default 5000/s)")
+    parser.add_argument("--profile", action="store_true", help="cProfile of the --in-process run")
     args = parser.parse_args(argv)
 
     if args.serve:
         return serve(args.serve, args.loop, args.server_lifetime)
+    if args.in_process:
+        return in_process(args.in_process, args.rate, args.profile)
     if shutil.which("sipp") is None:
         print("sipp not found: apt-get install sip-tester", file=sys.stderr)
         return 2
@@ -348,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-sipp-") as tmp:
         for loop_name in loops:
             for kind in args.servers.split(","):
+                if kind == "bare64" and loop_name != "asyncio":
+                    continue
                 print(f"{kind} on {loop_name}:", flush=True)
                 results.append(ramp(kind, loop_name, rates, args.step_seconds, deadline, Path(tmp)))
     info = machine()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import signal
 import sys
@@ -54,9 +55,33 @@ async def wait_for_signal() -> None:
     await stop.wait()
 
 
+GC_THRESHOLDS = (50_000, 20, 100)
+"""Cyclic GC thresholds of a running node (generation 0, 1, 2); the defaults are (700, 10, 10)."""
+
+
+def tune_gc() -> None:
+    """Set up the cyclic garbage collector for a long-running node (docs/performance.md).
+
+    A node keeps many long-lived objects (transactions waiting for Timer J,
+    registrations, subscriptions, dialogs) and allocates a few dozen short-lived
+    ones per message, nearly all freed by reference counting.  With the default
+    thresholds the collector runs every 700 net allocations and keeps walking
+    the long-lived ones (30-45 us per request in the echo node at 4,000-5,000
+    requests/s).  So: collect once, freeze what start-up created (modules,
+    configuration) so that no collection walks it again, and start a young
+    collection every 50,000 net allocations.  Cycles are still collected, in
+    larger batches (under 1 us per request in the same echo node).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_async(main: Callable[[], Awaitable[int]], *, uvloop: bool = True) -> int:
+    """Run a node's (or a tool's) main coroutine: uvloop where installed, GC tuned."""
     if uvloop:
         install_event_loop()
+    tune_gc()
     try:
         return asyncio.run(main())  # type: ignore[arg-type]
     except KeyboardInterrupt:

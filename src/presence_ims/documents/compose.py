@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 from lxml import etree
@@ -159,6 +159,13 @@ _ATTRIBUTE_FIELD: dict[str, str] = {
 }
 
 
+_PERSON_FIELDS_MERGED = {f.name for f in fields(Person)} == {
+    *_ATTRIBUTE_FIELD.values(), "id", "extensions"
+}
+"""Every field of a person is an attribute merged one by one (or its id or extensions):
+a single person then composes into itself (see :func:`_compose_one`)."""
+
+
 def _provenance(pub: Publication) -> Provenance:
     return Provenance(
         pub.source_id, pub.source_class, pub.interface, pub.asserted_identity, pub.received_at
@@ -238,6 +245,10 @@ def compose(
 ) -> ComposedPresence:
     """Compose ``publications`` for ``entity``; the order of the input does not matter."""
     pubs = list(publications)
+    if len(pubs) == 1:
+        single = _compose_one(entity, pubs[0])
+        if single is not None:
+            return single
     provenance: dict[str, Provenance] = {}
     taken: set[str] = set()
 
@@ -298,6 +309,77 @@ def compose(
         tuple(devices),
         notes,
         tuple(extensions),
+    )
+    return ComposedPresence(document, provenance)
+
+
+def _by_extension_name(extensions: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """Extensions without provenance, grouped by element name in name order (stable)."""
+    kept = _strip_provenance(extensions)
+    if len(kept) < 2:
+        return kept
+    return tuple(sorted(kept, key=extension_name))
+
+
+def _compose_one(entity: str, pub: Publication) -> ComposedPresence | None:
+    """What :func:`compose` makes of a single publication, without the merging.
+
+    With one source every element wins by default: the result is the document
+    with its tuples and devices in id order, its persons' attributes on one person,
+    provenance elements dropped and extension elements grouped by name, exactly as
+    the general path orders them. Documents it does not cover (repeated ids, more
+    than one person) return None and take the general path.
+    """
+    doc = pub.document
+    if len(doc.persons) > 1 or not _PERSON_FIELDS_MERGED:
+        return None
+    tuple_ids = [t.id for t in doc.tuples]
+    device_ids = [d.id for d in doc.devices]
+    if len(set(tuple_ids)) != len(tuple_ids) or len(set(device_ids)) != len(device_ids):
+        return None
+    source = _provenance(pub)
+    provenance: dict[str, Provenance] = {}
+    taken: set[str] = set()
+    tuples: list[PresenceTuple] = []
+    for t in sorted(doc.tuples, key=lambda t: t.id):
+        final = _unique(t.id, taken)
+        extensions = _strip_provenance(t.extensions)
+        status_extensions = _strip_provenance(t.status_extensions)
+        if (final != t.id or extensions != t.extensions
+                or status_extensions != t.status_extensions):
+            t = replace(t, id=final, extensions=extensions, status_extensions=status_extensions)
+        tuples.append(t)
+        provenance[f"tuple/{final}"] = source
+    devices: list[Device] = []
+    for d in sorted(doc.devices, key=lambda d: d.id):
+        final = _unique(d.id, taken)
+        extensions = _strip_provenance(d.extensions)
+        if final != d.id or extensions != d.extensions:
+            d = replace(d, id=final, extensions=extensions)
+        devices.append(d)
+        provenance[f"device/{final}"] = source
+    persons: tuple[Person, ...] = ()
+    if doc.persons:
+        person = doc.persons[0]
+        for attribute, field_name in _ATTRIBUTE_FIELD.items():
+            if getattr(person, field_name) not in (None, ()):
+                provenance[f"person/{attribute}"] = source
+        extensions = _by_extension_name(person.extensions)
+        for data in extensions:
+            ns, name = extension_name(data)
+            provenance[f"person/extension:{{{ns}}}{name}"] = source
+        final = _unique(person.id, taken)
+        if final != person.id or extensions != person.extensions:
+            person = replace(person, id=final, extensions=extensions)
+        persons = (person,)
+    if doc.notes:
+        provenance["note"] = source
+    extensions = _by_extension_name(doc.extensions)
+    for data in extensions:
+        ns, name = extension_name(data)
+        provenance[f"extension/{{{ns}}}{name}"] = source
+    document = PresenceDocument(
+        entity, tuple(tuples), persons, tuple(devices), doc.notes, extensions
     )
     return ComposedPresence(document, provenance)
 

@@ -486,27 +486,27 @@ def parse(
     notes: list[Note] = []
     extensions: list[bytes] = []
     ids: set[str] = set()
-
-    def claim(ident: str, what: str) -> None:
-        if ident in ids:
-            raise DocumentError(f"duplicate {what} id {ident}")
-        ids.add(ident)
-
     for child in root:
         tag = child.tag
         if tag == _T_TUPLE:
             item = _parse_tuple(child)
-            claim(item.id, "tuple")
+            if item.id in ids:
+                raise DocumentError(f"duplicate tuple id {item.id}")
+            ids.add(item.id)
             tuples.append(item)
         elif tag == _T_NOTE:
             notes.append(parse_note(child))
         elif tag == _T_PERSON:
             person = _parse_person(child)
-            claim(person.id, "person")
+            if person.id in ids:
+                raise DocumentError(f"duplicate person id {person.id}")
+            ids.add(person.id)
             persons.append(person)
         elif tag == _T_DEVICE:
             device = _parse_device(child)
-            claim(device.id, "device")
+            if device.id in ids:
+                raise DocumentError(f"duplicate device id {device.id}")
+            ids.add(device.id)
             devices.append(device)
         elif split_clark(tag)[0] in (PIDF_NS, DM_NS):
             raise DocumentError(f"unexpected element in presence: {tag}")

@@ -94,6 +94,10 @@ _PLACE_IS = {
 _SPHERES = ("home", "work", "unknown")
 
 
+_RPID_OPEN = "{" + RPID_NS + "}"
+_RPID_OPEN_LEN = len(_RPID_OPEN)
+
+
 def _q(local: str) -> str:
     return clark(RPID_NS, local)
 
@@ -317,6 +321,8 @@ def build_note(parent: etree._Element, tag: str, note: Note) -> None:
 
 
 def _times(el: etree._Element, what: str) -> tuple[datetime | None, datetime | None, str | None]:
+    if not el.attrib:
+        return None, None, None
     start = el.get("from")
     end = el.get("until")
     ident = el.get("id")
@@ -362,7 +368,11 @@ def _parse_enum(
     notes: list[Note] = []
     extensions: list[bytes] = []
     for child in el:
-        ns, local = split_clark(child.tag)
+        tag = child.tag
+        if tag.startswith(_RPID_OPEN):  # split_clark, for the usual case
+            ns, local = RPID_NS, tag[_RPID_OPEN_LEN:]
+        else:
+            ns, local = split_clark(tag)
         if ns == RPID_NS:
             if local == "note":
                 notes.append(parse_note(child))
@@ -643,7 +653,8 @@ FIELD_ELEMENTS: dict[str, str] = {field: local for local, field in _FIELDS.items
 
 def parse_rpid(element: etree._Element) -> tuple[str, object]:
     """(model field name, model) for one ``rpid:*`` element; unknown names are errors."""
-    local = split_clark(element.tag)[1]
+    tag = element.tag
+    local = tag[_RPID_OPEN_LEN:] if tag.startswith(_RPID_OPEN) else split_clark(tag)[1]
     parser = _PARSERS.get(local)
     if parser is None:
         raise DocumentError(f"unknown RPID element: {local}")

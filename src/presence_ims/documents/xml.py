@@ -129,7 +129,11 @@ def canonical(element: etree._Element) -> bytes:
     The form carries exactly the namespace declarations the element uses, so it
     reads back byte for byte after being placed in another document.
     """
-    return etree.tostring(element, method="c14n", exclusive=True, with_comments=False)
+    try:
+        return etree.tostring(element, method="c14n", exclusive=True, with_comments=False)
+    except etree.C14NError:
+        # libxml2 refuses, e.g., a relative namespace URI (xmlns:x="us"): a bad document
+        raise DocumentError(f"element cannot be canonicalised: {element.tag}") from None
 
 
 def element_from_bytes(data: bytes) -> etree._Element:

@@ -46,6 +46,9 @@ GEN_VALUE = rf"(?:{TOKEN}|{HOST}|{QUOTED_STRING})"
 SWS = r"[ \t]*"
 
 TOKEN_RE = re.compile(TOKEN)
+# The characters of ``token``: ``not text.strip(TOKEN_CHARSET)`` is true when every character
+# of ``text`` is one (a non-empty such text is a token), without a regex.
+TOKEN_CHARSET = "".join(chr(c) for c in range(128) if TOKEN_RE.fullmatch(chr(c)))
 HOST_RE = re.compile(HOST)
 USER_RE = re.compile(USER)
 PASSWORD_RE = re.compile(PASSWORD)

@@ -11,7 +11,15 @@ import re
 from dataclasses import dataclass, replace
 
 from .errors import SipParseError
-from .grammar import DISPLAY_TOKENS_RE, GENERIC_PARAM_RE, HOST, QUOTED_STRING, TOKEN, TOKEN_RE
+from .grammar import (
+    DISPLAY_TOKENS_RE,
+    GENERIC_PARAM_RE,
+    HOST,
+    QUOTED_STRING,
+    TOKEN,
+    TOKEN_CHARSET,
+    TOKEN_RE,
+)
 from .uri import URI, Params, SipURI, _del_param, _get_param, _has_param, _set_param, parse_uri
 
 # -- names ------------------------------------------------------------------
@@ -120,9 +128,6 @@ def split_list(value: str) -> list[str]:
 _RECEIVED_V6_RE = re.compile(r"[ \t]*(received)[ \t]*=[ \t]*([0-9A-Fa-f]*:[0-9A-Fa-f:.]*)[ \t]*", re.I)
 
 
-_TOKEN_CHARSET = "".join(chr(c) for c in range(128) if TOKEN_RE.fullmatch(chr(c)))
-
-
 def parse_header_params(text: str, where: str) -> Params:
     """Parse ``;name[=value]...`` header parameters (``text`` starts after the first ``;``)."""
     # Fast path: every name and value a plain token (branch, tag, lr, expires ...).
@@ -130,11 +135,11 @@ def parse_header_params(text: str, where: str) -> Params:
     for part in text.split(";"):
         name, eq, value = part.partition("=")
         name = name.strip(" \t")
-        if not name or name.strip(_TOKEN_CHARSET):
+        if not name or name.strip(TOKEN_CHARSET):
             break
         if eq:
             value = value.strip(" \t")
-            if not value or value.strip(_TOKEN_CHARSET):
+            if not value or value.strip(TOKEN_CHARSET):
                 break
             fast.append((name, value))
         else:
@@ -311,10 +316,10 @@ class Via:
     @property
     def rport(self) -> int | bool | None:
         """``None``: no rport; ``True``: rport requested (empty); int: filled in by the server."""
-        if not _has_param(self.params, "rport"):
-            return None
-        value = self.param("rport")
-        return int(value) if value else True
+        for name, value in self.params:
+            if name.lower() == "rport":
+                return int(value) if value else True
+        return None
 
     @property
     def sent_by(self) -> tuple[str, int | None]:
@@ -368,13 +373,19 @@ class CSeq:
 
 
 def parse_cseq(value: str) -> CSeq:
-    m = _CSEQ_RE.match(value)
-    if not m:
-        raise SipParseError("malformed CSeq header")
-    seq = int(m.group(1))
+    # the usual ``1 OPTIONS``: ASCII digits, one space, a token (what the rule matches too)
+    number, space, method = value.partition(" ")
+    if space and number.isdigit() and number.isascii() and method and not method.strip(TOKEN_CHARSET):
+        seq = int(number)
+    else:
+        m = _CSEQ_RE.match(value)
+        if not m:
+            raise SipParseError("malformed CSeq header")
+        seq = int(m.group(1))
+        method = m.group(2)
     if seq >= 2**31:
         raise SipParseError("CSeq number out of range")
-    return CSeq(seq, m.group(2))
+    return CSeq(seq, method)
 
 
 def parse_uint(value: str, where: str, maximum: int = 2**32 - 1) -> int:

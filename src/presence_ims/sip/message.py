@@ -404,6 +404,7 @@ _COPY = {key: canonical_name(key) for key in ("via", "from", "to", "call-id", "c
 _COPY_DIALOG = {
     key: canonical_name(key) for key in ("via", "record-route", "from", "to", "call-id", "cseq")
 }
+_COPY_RANK = {key: rank for rank, key in enumerate(_COPY_DIALOG)}
 
 
 def make_response(
@@ -423,15 +424,18 @@ def make_response(
     into 101-299 responses to dialog-creating requests (RFC 3261 12.1.1).
     """
     keys = _COPY_DIALOG if 100 < status < 300 and request.method in DIALOG_CREATING else _COPY
-    # one pass over the request's fields, grouped by key in the order of ``keys``
-    copied: dict[str, list[tuple[str, str, str]]] = {key: [] for key in keys}
-    for key, _, line in request.headers._fields:
-        lines = copied.get(key)
-        if lines is not None:
-            if key == "to" and to_tag and status > 100 and ";tag=" not in line.replace(" ", "").lower():
-                line = f"{line};tag={to_tag}"
-            lines.append((key, keys[key], line))
-    out = Headers._from_raw([f for lines in copied.values() for f in lines])
+    picked = [f for f in request.headers._fields if f[0] in keys]
+    rank = _COPY_RANK.__getitem__
+    picked.sort(key=lambda f: rank(f[0]))  # grouped in the order of ``keys``, stable within
+    tag = to_tag if to_tag and status > 100 else None
+    fields = []
+    for key, _, line in picked:
+        if key == "to" and tag is not None and ";tag=" not in line.replace(" ", "").lower():
+            line = f"{line};tag={tag}"
+        fields.append((key, keys[key], line))
+    out = Headers._from_raw(fields)
     for name, value in headers:
         out.add(name, value)
-    return Response(out, body, status, sanitize_reason(reason or reason_phrase(status)))
+    # the phrases of the table are already what sanitize_reason makes of them
+    phrase = sanitize_reason(reason) if reason else reason_phrase(status)
+    return Response(out, body, status, phrase)

@@ -15,7 +15,8 @@ futures.  Everything the layer wants sent is serialised and written out.
 from __future__ import annotations
 
 import asyncio
-import secrets
+import logging
+import os
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from ..sip.transaction import (
     TransactionTerminated,
     TransactionTimedOut,
     TransactionTransportError,
+    Transmit,
     new_branch,
 )
 from .base import Stats, Transport
@@ -60,6 +62,55 @@ InterfaceResolver = Callable[[Address, Message, str], str]
 
 _NULL_LOGGER: Any = structlog.get_logger("presence_ims.sip")
 
+_KEEPALIVE_BYTES = b"\r\n\x00 "
+
+
+class _TagSource:
+    """Random To tags: 48 bits each from ``os.urandom``, read 4 KiB at a time.
+
+    The same bytes ``secrets.token_hex(6)`` returns (RFC 3261 19.3 wants tags
+    cryptographically random), without a system call per request.  A forked
+    child starts with a fresh block.
+    """
+
+    __slots__ = ("_block", "_offset")
+
+    SIZE = 6
+    BLOCK = 4096 // SIZE * SIZE
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._block = b""
+        self._offset = 0
+
+    def __call__(self) -> str:
+        offset = self._offset
+        end = offset + self.SIZE
+        if end > len(self._block):
+            self._block = os.urandom(self.BLOCK)
+            offset, end = 0, self.SIZE
+        self._offset = end
+        return self._block[offset:end].hex()
+
+
+_new_tag = _TagSource()
+os.register_at_fork(after_in_child=_new_tag.reset)
+
+
+def _debug_enabled(log: Any) -> bool:
+    """Whether ``log.debug`` may emit: False only for a logger whose class filters it out.
+
+    structlog's filtering bound loggers fix their level in their class, so the
+    answer holds for the logger's life; any other logger (a lazy proxy, a test
+    double) counts as enabled and gets every argument as before.
+    """
+    check = getattr(type(log), "is_enabled_for", None)
+    if check is None:
+        return True
+    return bool(check(log, logging.DEBUG))
+
 
 @dataclass(slots=True, eq=False)
 class IncomingRequest:
@@ -71,7 +122,7 @@ class IncomingRequest:
     endpoint: SipEndpoint
     interface: str
     responded: bool = False
-    local_tag: str = field(default_factory=lambda: secrets.token_hex(6))
+    local_tag: str = field(default_factory=_new_tag)
     """The To tag this element adds when it answers (RFC 3261 8.2.6.2)."""
 
     def make_response(
@@ -145,6 +196,18 @@ class SipEndpoint:
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._flushing = False
+        self._debug_log: Any = None
+        self._debug_on = True
+        self._event_handlers: dict[type[Any], Callable[[Any], None]] = {
+            RequestReceived: self._on_request,
+            ResponseReceived: self._on_response,
+            TransactionTimedOut: self._on_failure,
+            TransactionTransportError: self._on_failure,
+            StrayResponse: self._on_stray,
+            ServerTransactionFailed: self._on_server_failed,
+            TransactionTerminated: self._on_terminated,
+        }
 
     # -- set-up ----------------------------------------------------------------
     async def listen(
@@ -285,7 +348,7 @@ class SipEndpoint:
 
     # -- Receiver protocol (called by transports) ---------------------------------
     def datagram_received(self, data: bytes, source: Address) -> None:
-        if not data.strip(b"\r\n\x00 "):
+        if (not data or data[0] in _KEEPALIVE_BYTES) and not data.strip(_KEEPALIVE_BYTES):
             return  # keep-alive
         try:
             msg = parse_datagram(data, self.limits)
@@ -362,9 +425,17 @@ class SipEndpoint:
                 return  # nowhere to send it (RFC 3261 18.2.1)
             _, port, rport = sent_by
             destination = Address(source.transport, source.host, source.port if rport else (port or 5060))
-        response = make_response(partial, exc.status, exc.reason, to_tag=secrets.token_hex(6))
+        response = make_response(partial, exc.status, exc.reason, to_tag=_new_tag())
         self.layer.send_stateless(response, destination)
         self._flush()
+
+    def _debug(self) -> bool:
+        """Whether debug logs are emitted (their arguments are not worth computing otherwise)."""
+        log = self.log
+        if log is not self._debug_log:
+            self._debug_log = log
+            self._debug_on = _debug_enabled(log)
+        return self._debug_on
 
     def _dispatch(self, msg: Message, source: Address) -> None:
         now = self._now()
@@ -375,13 +446,14 @@ class SipEndpoint:
                 self._reject(exc, source)
                 return
             self.stats["rx_request"] += 1
-            self.log.debug(
-                "sip_rx",
-                interface=self.interface_of(source, msg, "in"),
-                method=msg.method,
-                call_id=msg.headers.get("call-id"),
-                source=str(source),
-            )
+            if self._debug():
+                self.log.debug(
+                    "sip_rx",
+                    interface=self.interface_of(source, msg, "in"),
+                    method=msg.method,
+                    call_id=msg.headers.get("call-id"),
+                    source=str(source),
+                )
             self.layer.receive_request(msg, source, now)
         else:
             assert isinstance(msg, Response)
@@ -392,97 +464,112 @@ class SipEndpoint:
                 self.log.info("sip_dropped", reason=exc.reason, source=str(source))
                 return
             self.stats["rx_response"] += 1
-            self.log.debug(
-                "sip_rx",
-                interface=self.interface_of(source, msg, "in"),
-                status=msg.status,
-                call_id=msg.headers.get("call-id"),
-                source=str(source),
-            )
+            if self._debug():
+                self.log.debug(
+                    "sip_rx",
+                    interface=self.interface_of(source, msg, "in"),
+                    status=msg.status,
+                    call_id=msg.headers.get("call-id"),
+                    source=str(source),
+                )
             self.layer.receive_response(msg, source, now)
         self._flush()
 
     def _flush(self) -> None:
-        self._drain()
+        if self._flushing:
+            self._drain()  # a handler answering inside a flush: the outer one arms the timer
+            return
+        self._flushing = True
+        try:
+            self._drain()
+        finally:
+            self._flushing = False
         self._arm_timer()
 
     def _drain(self) -> None:
         layer = self.layer
+        handlers = self._event_handlers
         while True:
             transmits = layer.take_transmits()
             for tx in transmits:
-                self._transmit(tx.message, tx.destination, tx.transaction)
+                self._transmit(tx)
             event = layer.next_event()
             if event is not None:
-                self._handle_event(event)
+                handlers[type(event)](event)
             elif not transmits:
                 return
 
-    def _transmit(self, msg: Message, destination: Address, transaction: object) -> None:
+    def _transmit(self, tx: Transmit) -> None:
+        msg, destination = tx.message, tx.destination
         t = self.transports.get(destination.transport)
         if t is None:
-            self.send_failed(destination, "no such transport", transaction)
+            self.send_failed(destination, "no such transport", tx.transaction)
             return
-        data = msg.serialize()
-        self.stats["tx_request" if isinstance(msg, Request) else "tx_response"] += 1
+        data = tx.data if tx.data is not None else msg.serialize()
         if isinstance(msg, Request):
-            self.log.debug(
-                "sip_tx",
-                interface=self.interface_of(destination, msg, "out"),
-                method=msg.method,
-                call_id=msg.headers.get("call-id"),
-                destination=str(destination),
-            )
+            self.stats["tx_request"] += 1
+            if self._debug():
+                self.log.debug(
+                    "sip_tx",
+                    interface=self.interface_of(destination, msg, "out"),
+                    method=msg.method,
+                    call_id=msg.headers.get("call-id"),
+                    destination=str(destination),
+                )
         else:
             assert isinstance(msg, Response)
-            self.log.debug(
-                "sip_tx",
-                interface=self.interface_of(destination, msg, "out"),
-                status=msg.status,
-                call_id=msg.headers.get("call-id"),
-                destination=str(destination),
-            )
-        t.send(data, destination, transaction)
+            self.stats["tx_response"] += 1
+            if self._debug():
+                self.log.debug(
+                    "sip_tx",
+                    interface=self.interface_of(destination, msg, "out"),
+                    status=msg.status,
+                    call_id=msg.headers.get("call-id"),
+                    destination=str(destination),
+                )
+        t.send(data, destination, tx.transaction)
 
-    def _handle_event(self, event: object) -> None:
-        if isinstance(event, RequestReceived):
-            self._on_request(event)
-        elif isinstance(event, ResponseReceived):
-            if event.response.status < 200:
-                cb = self._provisional.get(event.transaction)
-                if cb is not None:
-                    cb(event.response)
-                return
-            callback = self._pending.pop(event.transaction, None)
-            self._provisional.pop(event.transaction, None)
-            if callback is not None:
-                self._call(callback, event.response)
-        elif isinstance(event, TransactionTimedOut | TransactionTransportError):
-            callback = self._pending.pop(event.transaction, None)
-            self._provisional.pop(event.transaction, None)
-            timed_out = isinstance(event, TransactionTimedOut)
-            status = 408 if timed_out else 503
-            reason = "Request Timeout" if timed_out else "Service Unavailable (transport error)"
-            self.stats["tx_timeout" if timed_out else "tx_transport_error"] += 1
-            self.log.info(
-                "transaction_failed",
-                method=event.request.method,
-                call_id=event.request.headers.get("call-id"),
-                status=status,
-            )
-            if callback is not None:
-                self._call(callback, make_response(event.request, status, reason))
-        elif isinstance(event, StrayResponse):
-            if self._stray is not None:
-                result = self._stray(event.response, event.source)
-                if result is not None:
-                    self._spawn(result)
-            else:
-                self.stats["rx_stray_response"] += 1
-        elif isinstance(event, ServerTransactionFailed):
-            self.log.info("server_transaction_failed", reason=event.reason)
-        elif isinstance(event, TransactionTerminated):
-            pass
+    # -- layer events (one handler per event type, see ``_event_handlers``) -------------
+    def _on_response(self, event: ResponseReceived) -> None:
+        if event.response.status < 200:
+            cb = self._provisional.get(event.transaction)
+            if cb is not None:
+                cb(event.response)
+            return
+        callback = self._pending.pop(event.transaction, None)
+        self._provisional.pop(event.transaction, None)
+        if callback is not None:
+            self._call(callback, event.response)
+
+    def _on_failure(self, event: TransactionTimedOut | TransactionTransportError) -> None:
+        callback = self._pending.pop(event.transaction, None)
+        self._provisional.pop(event.transaction, None)
+        timed_out = isinstance(event, TransactionTimedOut)
+        status = 408 if timed_out else 503
+        reason = "Request Timeout" if timed_out else "Service Unavailable (transport error)"
+        self.stats["tx_timeout" if timed_out else "tx_transport_error"] += 1
+        self.log.info(
+            "transaction_failed",
+            method=event.request.method,
+            call_id=event.request.headers.get("call-id"),
+            status=status,
+        )
+        if callback is not None:
+            self._call(callback, make_response(event.request, status, reason))
+
+    def _on_stray(self, event: StrayResponse) -> None:
+        if self._stray is not None:
+            result = self._stray(event.response, event.source)
+            if result is not None:
+                self._spawn(result)
+        else:
+            self.stats["rx_stray_response"] += 1
+
+    def _on_server_failed(self, event: ServerTransactionFailed) -> None:
+        self.log.info("server_transaction_failed", reason=event.reason)
+
+    def _on_terminated(self, event: TransactionTerminated) -> None:
+        pass
 
     def _call(self, callback: Callable[[Response], None], response: Response) -> None:
         try:

@@ -13,10 +13,18 @@ RCVBUF_BYTES = 4 * 1024 * 1024
 """The default 256 KiB receive buffer drops datagrams under load (docs/performance.md)."""
 
 
+SOURCE_CACHE_SIZE = 4096
+"""Source addresses remembered per socket (an :class:`Address` is immutable: one per peer will do)."""
+
+MAX_DATAGRAM = 65536
+"""Receive buffer for one datagram: no UDP datagram is larger (65,507 bytes of payload over IPv4)."""
+
+
 class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, owner: UdpTransport) -> None:
         self.owner = owner
         self.closed = asyncio.get_running_loop().create_future()
+        self._sources: dict[tuple[Any, ...], Address] = {}
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
@@ -24,7 +32,12 @@ class _Protocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         owner = self.owner
-        owner.receiver.datagram_received(data, Address(owner.name, addr[0], addr[1]))
+        source = self._sources.get(addr)
+        if source is None or source.transport != owner.name:
+            if len(self._sources) >= SOURCE_CACHE_SIZE:
+                self._sources.clear()
+            source = self._sources[addr] = Address(owner.name, addr[0], addr[1])
+        owner.receiver.datagram_received(data, source)
 
     def error_received(self, exc: Exception) -> None:  # ICMP port unreachable etc.
         self.owner.errors += 1
@@ -56,6 +69,11 @@ class UdpTransport:
             sock.close()
             raise
         transport, protocol = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
+        if isinstance(loop, asyncio.SelectorEventLoop) and hasattr(transport, "max_size"):
+            # asyncio's selector transport receives each datagram into a new buffer of
+            # ``max_size`` (256 KiB), which costs about 15 us per datagram here, more than
+            # the rest of the read (docs/performance.md); 64 KiB holds any datagram.
+            transport.max_size = MAX_DATAGRAM
         self._transport = transport
         self._protocol = protocol
         self.port = sock.getsockname()[1]

@@ -16,9 +16,11 @@ import hashlib
 import heapq
 import hmac
 import secrets
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from ...documents import compose as composer
@@ -26,8 +28,9 @@ from ...documents import pidf, presrules, winfo
 from ...documents.xml import DocumentError
 from ...sip import Request, SipParseError
 from ...sip.dialog import Dialog, dialog_id_of_request
-from ...sip.headers import parse_name_addr
-from ...sip.uri import SipURI, TelURI
+from ...sip.headers import NameAddr, parse_name_addr
+from ...sip.message import Headers
+from ...sip.uri import URI, SipURI, TelURI, parse_uri
 from .model import PublicationRecord, SourceClass, SubscriptionRecord
 from .packages import PACKAGES, EventPackage
 
@@ -151,12 +154,17 @@ class PresenceCore:
         self.rules: dict[str, presrules.Ruleset] = {}
         self._docs: dict[str, pidf.PresenceDocument] = {}
         self._composed: dict[str, composer.ComposedPresence] = {}
+        self._bodies: dict[str, dict[tuple[Any, ...], bytes]] = {}
+        """Presentity -> (permissions, resource URI) -> the PIDF body built for them from
+        the current composed document (watchers with the same rights share one)."""
         self._timers: list[tuple[float, int, str, str]] = []
         self._seq = 0
         self._inflight: set[str] = set()
         self._dirty: set[str] = set()
         self.stats: dict[str, int] = {}
         self._canonical: dict[str, str] = {}
+        self._uris: dict[str, URI] = {}
+        self._routes: dict[str, NameAddr] = {}
 
     # -- helpers --------------------------------------------------------------------
     def canonical(self, uri: str) -> str:
@@ -170,6 +178,11 @@ class PresenceCore:
         self._canonical[uri] = result
         return result
 
+    def _changed(self, presentity: str) -> None:
+        """The presentity's publications changed: forget what was composed and built."""
+        self._composed.pop(presentity, None)
+        self._bodies.pop(presentity, None)
+
     def _count(self, name: str) -> None:
         self.stats[name] = self.stats.get(name, 0) + 1
 
@@ -182,6 +195,9 @@ class PresenceCore:
 
     @staticmethod
     def _package(request: Request) -> EventPackage | Outcome:
+        plain = _PLAIN_EVENTS.get(request.headers.get("event") or "")
+        if plain is not None:
+            return plain  # "Event: presence" as nearly every request has it, unparsed
         try:
             event = request.event
         except SipParseError:
@@ -246,9 +262,10 @@ class PresenceCore:
             return out.merge(self._remove_publication(existing.etag, now))
         document: pidf.PresenceDocument | None = None
         if body:
-            ctype = request.content_type
-            if ctype is None or ctype.mime != PIDF:
-                return _reply(415, None, ("Accept", PIDF))
+            if request.headers.get("content-type") != PIDF:  # else the plain type, unparsed
+                ctype = request.content_type
+                if ctype is None or ctype.mime != PIDF:
+                    return _reply(415, None, ("Accept", PIDF))
             try:
                 document = pidf.parse(body)
             except DocumentError as exc:
@@ -282,18 +299,18 @@ class PresenceCore:
             previous = self._docs.get(existing.etag)
             self._drop_publication(existing.etag)
             out.delete_publications.append(existing.etag)
-            if document is None:
-                document_kept = previous if previous is not None else pidf.parse(record.body)
-                self._docs[etag] = document_kept
+            if document is None and previous is not None:
+                self._docs[etag] = previous
         self.publications[etag] = record
         self.pubs_of.setdefault(presentity, set()).add(etag)
-        if document is not None:
+        if document is not None and presentity in self.watchers_of:
+            # kept parsed only while someone watches: else parsed again when composed
             self._docs[etag] = document
         self._schedule(record.expires_at, "pub", etag)
         out.save_publications.append(record)
         if document is not None or existing is None:
-            self._composed.pop(presentity, None)
-            out.merge(self._notify_presentity(presentity, now))
+            self._changed(presentity)
+            self._notify_presentity(presentity, now, out)
         return out
 
     def _publisher_identity(self, request: Request, origin: Origin) -> str | Outcome:
@@ -326,8 +343,8 @@ class PresenceCore:
         record = self._drop_publication(etag)
         out = Outcome(delete_publications=[etag])
         if record is not None:
-            self._composed.pop(record.presentity, None)
-            out.merge(self._notify_presentity(record.presentity, now))
+            self._changed(record.presentity)
+            self._notify_presentity(record.presentity, now, out)
         return out
 
     # -- composition and per-watcher documents -----------------------------------------
@@ -343,13 +360,22 @@ class PresenceCore:
                 interface=r.interface,  # type: ignore[arg-type]
                 asserted_identity=r.asserted_identity,
                 received_at=r.received_at,
-                document=self._docs[r.etag],
+                document=self._document(r),
             )
             for r in (self.publications[e] for e in self.pubs_of.get(presentity, ()))
         ]
         result = composer.compose(presentity, pubs, self.config.compose_policy)
         self._composed[presentity] = result
         return result
+
+    def _document(self, record: PublicationRecord) -> pidf.PresenceDocument:
+        """The parsed document of a publication (its body was accepted: it parses)."""
+        document = self._docs.get(record.etag)
+        if document is None:
+            document = pidf.parse(record.body)
+            if record.presentity in self.watchers_of:
+                self._docs[record.etag] = document
+        return document
 
     def permissions(self, sub: SubscriptionRecord, now: float) -> presrules.Permissions | None:
         if sub.authenticated and not sub.anonymous and self.canonical(sub.watcher) == sub.presentity:
@@ -381,10 +407,21 @@ class PresenceCore:
         return perms.sub_handling
 
     def presence_body(self, sub: SubscriptionRecord, now: float) -> bytes:
-        """The PIDF this watcher may see now (composed, authorised, transformed)."""
+        """The PIDF this watcher may see now (composed, authorised, transformed).
+
+        Built once per composed document, permissions and resource URI: the watchers
+        of a presentity that have the same rights share the bytes.
+        """
         if sub.polite_block:
-            return pidf.build(pidf.neutral_document(sub.resource_uri))
+            return _neutral_body(sub.resource_uri)
         perms = self.permissions(sub, now)
+        bodies = self._bodies.get(sub.presentity)
+        if bodies is None:
+            bodies = self._bodies[sub.presentity] = {}
+        key = (perms, sub.resource_uri)
+        body = bodies.get(key)
+        if body is not None:
+            return body
         composed = self.composed(sub.presentity)
         if perms is not None and perms.provenance:
             document = composer.with_provenance(composed)
@@ -392,7 +429,10 @@ class PresenceCore:
             document = composed.document
         document = presrules.transform(document, perms)
         document = _with_entity(document, sub.resource_uri)
-        return pidf.build(document)
+        body = pidf.build(document)
+        if len(bodies) < _BODIES_PER_PRESENTITY:
+            bodies[key] = body
+        return body
 
     # -- SUBSCRIBE (RFC 6665 4.2.1, RFC 3856) -----------------------------------------
     def subscribe(self, request: Request, origin: Origin, now: float) -> Outcome:
@@ -406,7 +446,9 @@ class PresenceCore:
         to_tag = request.to.tag
         if to_tag:
             return self._resubscribe(request, package, expires, now)
-        accept = [a.split(";")[0].strip().lower() for a in request.headers.get_all("accept")]
+        accept = [
+            sys.intern(a.split(";")[0].strip().lower()) for a in request.headers.get_all("accept")
+        ]
         if accept and package.content_type not in accept and "*/*" not in accept:
             return _reply(406, None, ("Accept", package.content_type))
         if not request.contacts:
@@ -423,12 +465,15 @@ class PresenceCore:
             dialog = Dialog.from_uas_request(request, local_tag)
         except SipParseError as exc:
             return _reply(400, exc.reason)
-        event = request.event
+        raw_event = request.headers.get("event") or ""
+        event = None if raw_event in _PLAIN_EVENTS else request.event
+        # the strings that every watcher of the presentity has alike are shared (interned)
+        dialog.local_uri = sys.intern(dialog.local_uri)
         sub = SubscriptionRecord(
             id=secrets.token_hex(12),
             event=package.name,
             presentity=presentity,
-            resource_uri=_resource_uri(request),
+            resource_uri=sys.intern(_resource_uri(request)),
             watcher=watcher,
             watcher_display=display,
             authenticated=authenticated,
@@ -587,35 +632,86 @@ class PresenceCore:
         ]
         if ctype:
             headers.append(("Content-Type", ctype))
-        request = sub.dialog.build_request(
-            "NOTIFY", headers=headers, body=body, contact=self.contact
-        )
+        request = self._in_dialog_request(sub.dialog, "NOTIFY", headers, body)
         sub.last_notify_at = now
         self._count("notify")
         return OutgoingNotify(sub.id, request, sub.destination, sub.state == "terminated" or fetch)
 
-    def _notify_presentity(self, presentity: str, now: float) -> Outcome:
-        """Presence changed: tell every active watcher (rate-limited per subscription)."""
-        out = Outcome()
-        for sub_id in list(self.watchers_of.get(presentity, ())):
-            sub = self.subscriptions[sub_id]
-            if sub.state != "active":
-                continue
-            out.merge(self._notify_or_defer(sub, now))
-        return out
+    def _in_dialog_request(
+        self, dialog: Dialog, method: str, headers: list[tuple[str, str]], body: bytes
+    ) -> Request:
+        """What ``dialog.build_request(method, headers=..., body=..., contact=self.contact)``
+        builds (RFC 3261 12.2.1.1, loose or strict routing), with the parsed remote target
+        and first route kept between NOTIFYs and the header list built in one go."""
+        dialog.local_cseq += 1
+        target = self._parsed_uri(dialog.remote_target)
+        fields: list[tuple[str, str]] = []
+        routes = dialog.route_set
+        if routes:
+            first = self._parsed_route(routes[0])
+            if isinstance(first.uri, SipURI) and not first.uri.lr:
+                # strict router: it becomes the Request-URI, the remote target the last Route
+                target = first.uri
+                routes = [*routes[1:], f"<{dialog.remote_target}>"]
+            fields.extend(("Route", r) for r in routes)
+        fields.append(("From", f"{dialog.local_uri};tag={dialog.local_tag}"))
+        fields.append(
+            ("To", f"{dialog.remote_uri};tag={dialog.remote_tag}" if dialog.remote_tag
+             else dialog.remote_uri)
+        )
+        fields.append(("Call-ID", dialog.call_id))
+        fields.append(("CSeq", f"{dialog.local_cseq} {method}"))
+        if self.contact:
+            fields.append(("Contact", self.contact))
+        fields.extend(headers)
+        return Request(Headers(fields), body, method, target)
 
-    def _notify_or_defer(self, sub: SubscriptionRecord, now: float) -> Outcome:
+    def _parsed_uri(self, text: str) -> URI:
+        uri = self._uris.get(text)
+        if uri is None:
+            uri = parse_uri(text)
+            if len(self._uris) >= _PARSED_CACHE:
+                self._uris.clear()
+            self._uris[text] = uri
+        return uri
+
+    def _parsed_route(self, text: str) -> NameAddr:
+        route = self._routes.get(text)
+        if route is None:
+            route = parse_name_addr(text, "Route")
+            if len(self._routes) >= _PARSED_CACHE:
+                self._routes.clear()
+            self._routes[text] = route
+        return route
+
+    def _notify_presentity(self, presentity: str, now: float, out: Outcome) -> None:
+        """Presence changed: tell every active watcher (rate-limited per subscription)."""
+        watchers = self.watchers_of.get(presentity)
+        if not watchers:
+            return
+        subscriptions = self.subscriptions
+        for sub_id in list(watchers):
+            sub = subscriptions[sub_id]
+            if sub.state == "active":
+                self._notify_or_defer(sub, now, out)
+
+    def _notify_or_defer(
+        self, sub: SubscriptionRecord, now: float, out: Outcome | None = None
+    ) -> Outcome:
+        """NOTIFY ``sub`` now, or later when one is in flight or rate control says wait."""
+        if out is None:
+            out = Outcome()
         if sub.id in self._inflight:
             self._dirty.add(sub.id)
-            return Outcome()
+            return out
         interval = self.config.min_notify_interval
         if interval > 0 and now - sub.last_notify_at < interval:
             if sub.id not in self._dirty:
                 self._dirty.add(sub.id)
                 self._schedule(sub.last_notify_at + interval, "notify", sub.id)
             self._count("notify_coalesced")
-            return Outcome()
-        out = Outcome(save_subscriptions=[sub])
+            return out
+        out.save_subscriptions.append(sub)
         out.notifies.append(self._build_notify(sub, now))
         return out
 
@@ -715,7 +811,7 @@ class PresenceCore:
             sub.polite_block = polite
             changed.append(sub)
             out.save_subscriptions.append(sub)
-            out.merge(self._notify_or_defer(sub, now))
+            self._notify_or_defer(sub, now, out)
         if changed:
             out.merge(self._winfo_changed(presentity, changed, now))
         return out
@@ -739,7 +835,7 @@ class PresenceCore:
                 sub = self.subscriptions.get(ident)
                 if sub is not None and ident in self._dirty and ident not in self._inflight:
                     self._dirty.discard(ident)
-                    out.merge(self._notify_or_defer(sub, now))
+                    self._notify_or_defer(sub, now, out)
         return out
 
     # -- restart ----------------------------------------------------------------------------------
@@ -758,7 +854,7 @@ class PresenceCore:
                 out.delete_publications.append(record.etag)
                 continue
             try:
-                self._docs[record.etag] = pidf.parse(record.body)
+                pidf.parse(record.body)  # kept parsed once watched (see _document)
             except DocumentError:
                 out.delete_publications.append(record.etag)
                 continue
@@ -789,6 +885,20 @@ class PresenceCore:
 
 _ALLOW_ALL = replace(presrules.owner_permissions(), provenance=False, matched_rules=())
 """What a watcher sees when no rule matches and the default sub-handling is allow."""
+
+_PLAIN_EVENTS = dict(PACKAGES)
+"""Event header values that need no parsing: a package name alone, as written."""
+
+_PARSED_CACHE = 4096
+"""Remote targets and routes kept parsed (the busiest subscriptions' dialogs)."""
+
+_BODIES_PER_PRESENTITY = 64
+"""Distinct (permissions, resource URI) bodies kept per presentity and composed document."""
+
+
+@lru_cache(maxsize=1024)
+def _neutral_body(entity: str) -> bytes:
+    return pidf.build(pidf.neutral_document(entity))
 
 
 def _dt(now: float) -> datetime:

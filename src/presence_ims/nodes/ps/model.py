@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from ...sip.dialog import Dialog
+
+_DIALOG_FIELDS = ("call_id", "local_tag", "remote_tag", "local_uri", "remote_uri",
+                  "remote_target", "route_set", "local_cseq", "remote_cseq", "secure")
+_DIALOG_BY_HAND = tuple(f.name for f in fields(Dialog)) == _DIALOG_FIELDS
+"""The dialog is written out by hand below while it has exactly these fields."""
 
 SourceClass = Literal["ue", "network", "external"]
 SubState = Literal["pending", "active", "terminated"]
@@ -91,13 +96,64 @@ class SubscriptionRecord:
     """Where the NOTIFYs go when the route set does not say (transport, host, port)."""
     accept: list[str] = field(default_factory=list)
 
+    saved: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
+    """What the node last persisted of the fields other than the NOTIFY counters (see
+    :meth:`persisted_state`); bookkeeping of the node, never persisted itself."""
+    saved_cseq: int = field(default=0, compare=False, repr=False)
+    """The dialog's local CSeq when the node last persisted this record (bookkeeping)."""
+
+    def persisted_state(self) -> tuple[Any, ...]:
+        """Every persisted field that can change, except the counters of the NOTIFYs sent
+        (dialog local CSeq, winfo version, time of the last NOTIFY): when only those
+        moved, the node may persist the record later (see ``PresenceServer``)."""
+        d = self.dialog
+        return (self.state, self.reason, self.expires_at, self.winfo_event, self.polite_block,
+                d.remote_cseq, d.remote_target)
+
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["dialog"] = self.dialog.to_dict()
-        return d
+        # written out by hand: dataclasses.asdict recurses and deep-copies (~100 us)
+        d = self.dialog
+        dialog = {
+            "call_id": d.call_id,
+            "local_tag": d.local_tag,
+            "remote_tag": d.remote_tag,
+            "local_uri": d.local_uri,
+            "remote_uri": d.remote_uri,
+            "remote_target": d.remote_target,
+            "route_set": list(d.route_set),
+            "local_cseq": d.local_cseq,
+            "remote_cseq": d.remote_cseq,
+            "secure": d.secure,
+        } if _DIALOG_BY_HAND else d.to_dict()
+        return {
+            "id": self.id,
+            "event": self.event,
+            "presentity": self.presentity,
+            "resource_uri": self.resource_uri,
+            "watcher": self.watcher,
+            "watcher_display": self.watcher_display,
+            "authenticated": self.authenticated,
+            "anonymous": self.anonymous,
+            "dialog": dialog,
+            "expires_at": self.expires_at,
+            "created_at": self.created_at,
+            "state": self.state,
+            "reason": self.reason,
+            "event_id": self.event_id,
+            "winfo_id": self.winfo_id,
+            "winfo_event": self.winfo_event,
+            "polite_block": self.polite_block,
+            "winfo_version": self.winfo_version,
+            "last_notify_at": self.last_notify_at,
+            "contact": self.contact,
+            "destination": dict(self.destination) if self.destination is not None else None,
+            "accept": list(self.accept),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SubscriptionRecord:
         d = dict(d)
         d["dialog"] = Dialog.from_dict(d["dialog"])
+        d.pop("saved", None)
+        d.pop("saved_cseq", None)
         return cls(**d)

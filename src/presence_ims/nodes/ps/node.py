@@ -31,6 +31,22 @@ from .model import PublicationRecord, SubscriptionRecord
 
 PS_METHODS = frozenset({"PUBLISH", "SUBSCRIBE", "OPTIONS", "ACK"})
 
+# What a NOTIFY changes in a subscription is only counters: the dialog's local CSeq, the
+# winfo version, the time of the last NOTIFY. Writing the whole record for each NOTIFY
+# would double the cost of a fan-out, so those changes are persisted lazily: every
+# COUNTERS_PERSIST_INTERVAL seconds, and at once when the CSeq has moved CSEQ_SAVE_EVERY
+# past the stored one; every other change is persisted at once as before. A clean stop
+# writes everything (a restart goes on with the exact CSeq); after a crash (the run
+# marker in the store says the last run did not stop) the restored CSeqs and winfo
+# versions jump by CRASH_CSEQ_SLACK, more than any NOTIFY can have used since the stored
+# value (at most CSEQ_SAVE_EVERY, plus what one flush interval sends), so no watcher
+# sees a CSeq that does not grow (RFC 3261 12.2.2).
+COUNTERS_PERSIST_INTERVAL = 10.0
+CSEQ_SAVE_EVERY = 500
+CRASH_CSEQ_SLACK = 1000
+RUN_MARKER = ("ps", "run")
+"""Store kind and key of ``{"clean": bool}``: did the last run stop cleanly."""
+
 
 class PsStartError(Exception):
     """The node cannot start (port taken, store unusable ...): one clear line."""
@@ -89,6 +105,13 @@ class PresenceServer:
         self.on_notify_result: Any = None
         """Optional callback(subscription_id, status) after each NOTIFY transaction (tests, tools)."""
         self.contact_transport = "udp"
+        self._counters_dirty: set[str] = set()
+        """Subscriptions whose NOTIFY counters moved since they were last persisted."""
+        self._counters_at = 0.0
+        self._addresses: dict[tuple[Any, str, str], Address] = {}
+        self._destinations: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self._open_origins: dict[tuple[str, str, int, bool], Origin] = {}
+        """(Request-URI, first Route, default transport) -> where the NOTIFYs go."""
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -148,6 +171,8 @@ class PresenceServer:
             except asyncio.CancelledError:
                 pass
         await self.endpoint.close()
+        self._persist_counters()
+        self.store.put(*RUN_MARKER, {"clean": True})
         try:
             await self.store.close()
         except StoreError as exc:
@@ -188,15 +213,22 @@ class PresenceServer:
     def origin(self, incoming: IncomingRequest) -> Origin | None:
         source = incoming.source
         method = incoming.request.method
-        destination = {"transport": source.transport, "host": source.host, "port": source.port}
         if self.config.trust == "open":
-            return Origin(
-                interface="Peu" if method == "PUBLISH" else "Pw",
-                source_class="ue",
-                source_id="open",
-                trusted=False,
-                destination=destination,
-            )
+            key = (source.transport, source.host, source.port, method == "PUBLISH")
+            found = self._open_origins.get(key)
+            if found is None:  # one (frozen) Origin per source and interface
+                found = Origin(
+                    interface="Peu" if method == "PUBLISH" else "Pw",
+                    source_class="ue",
+                    source_id="open",
+                    trusted=False,
+                    destination=self._destination(source),
+                )
+                if len(self._open_origins) >= 10_000:
+                    self._open_origins.clear()
+                self._open_origins[key] = found
+            return found
+        destination = self._destination(source)
         peer = self.peer_of(source)
         if peer is None:
             return None
@@ -217,6 +249,18 @@ class PresenceServer:
             allowed_elements=frozenset(peer.elements) if peer.elements is not None else None,
             destination=destination,
         )
+
+    def _destination(self, source: Address) -> dict[str, Any]:
+        """Where to answer a source: one dict per source address, shared by all the
+        subscriptions made from it (never changed once made)."""
+        key = (source.transport, source.host, source.port)
+        found = self._destinations.get(key)
+        if found is None:
+            found = {"transport": source.transport, "host": source.host, "port": source.port}
+            if len(self._destinations) >= 10_000:
+                self._destinations.clear()
+            self._destinations[key] = found
+        return found
 
     def _interface_of(self, peer: Address, msg: Any, direction: str) -> str:
         method = getattr(msg, "method", None) or (msg.cseq.method if hasattr(msg, "cseq") else "")
@@ -286,12 +330,40 @@ class PresenceServer:
                 store.put("publication", pub.etag, pub.to_dict())
         for sub_id in outcome.delete_subscriptions:
             store.delete("subscription", sub_id)
+            self._counters_dirty.discard(sub_id)
+        live = self.core.subscriptions
         for sub in outcome.save_subscriptions:
-            if sub.id in self.core.subscriptions:
-                store.put("subscription", sub.id, sub.to_dict())
+            if sub.id in live:
+                self._save_subscription(sub)
         for notify in outcome.notifies:
             self._send_notify(notify.subscription_id, notify.request, notify.destination)
         self._arm()
+
+    def _save_subscription(self, sub: SubscriptionRecord) -> None:
+        """Persist ``sub`` now, or later when only its NOTIFY counters moved (see above)."""
+        state = sub.persisted_state()
+        if sub.saved == state:
+            moved = sub.dialog.local_cseq - sub.saved_cseq
+            if moved == 0:
+                return  # already written with this very CSeq (twice in one outcome)
+            if moved < CSEQ_SAVE_EVERY:
+                self._counters_dirty.add(sub.id)
+                return
+        self._put_subscription(sub, state)
+
+    def _put_subscription(self, sub: SubscriptionRecord, state: tuple[Any, ...]) -> None:
+        self.store.put("subscription", sub.id, sub.to_dict())
+        sub.saved = state
+        sub.saved_cseq = sub.dialog.local_cseq
+        self._counters_dirty.discard(sub.id)
+
+    def _persist_counters(self) -> None:
+        dirty, self._counters_dirty = self._counters_dirty, set()
+        live = self.core.subscriptions
+        for sub_id in dirty:
+            sub = live.get(sub_id)
+            if sub is not None:
+                self._put_subscription(sub, sub.persisted_state())
 
     def _send_notify(self, sub_id: str, request: Any, destination: dict[str, Any] | None) -> None:
         sub = self.core.subscriptions.get(sub_id)
@@ -320,9 +392,25 @@ class PresenceServer:
     def _notify_address(
         self, dialog: Any, request: Any, destination: dict[str, Any] | None
     ) -> Address:
+        """Where an in-dialog request goes: first Route, else the Request-URI (resolved).
+
+        Kept per (Request-URI, first Route, default transport): that is all it depends on.
+        """
+        default = destination["transport"] if destination else self.contact_transport
+        key = (request.uri, request.headers.get("route") or "", default)
+        address = self._addresses.get(key)
+        if address is None:
+            address = self._resolve_notify(request, destination, default)
+            if len(self._addresses) >= 10_000:
+                self._addresses.clear()
+            self._addresses[key] = address
+        return address
+
+    def _resolve_notify(
+        self, request: Any, destination: dict[str, Any] | None, default: str
+    ) -> Address:
         routes = request.name_addrs("route")
         uri = routes[0].uri if routes else request.ruri
-        default = destination["transport"] if destination else self.contact_transport
         address = self.resolver.resolve(uri)
         if uri.param("transport") is None and not routes and destination:
             address = Address(default, address.host, address.port)
@@ -350,8 +438,13 @@ class PresenceServer:
         self._apply(self.core.on_timer(self.clock()), None)
 
     async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._counters_at = loop.time()
         while True:
             await asyncio.sleep(self.config.flush_interval)
+            if self._counters_dirty and loop.time() - self._counters_at >= COUNTERS_PERSIST_INTERVAL:
+                self._counters_at = loop.time()
+                self._persist_counters()
             try:
                 await self.store.flush()
             except StoreError as exc:
@@ -362,6 +455,7 @@ class PresenceServer:
             pubs = [PublicationRecord.from_dict(v) for v in (await self.store.load("publication")).values()]
             subs = [SubscriptionRecord.from_dict(v) for v in (await self.store.load("subscription")).values()]
             docs = await self.store.load("xcap")
+            marker = (await self.store.load(RUN_MARKER[0])).get(RUN_MARKER[1])
         except StoreError as exc:
             raise PsStartError(str(exc)) from None
         except (KeyError, TypeError, ValueError) as exc:
@@ -375,6 +469,14 @@ class PresenceServer:
                     rules[xui] = presrules.parse(value["content"].encode())
                 except (DocumentError, KeyError):
                     self.log.warning("stored_rules_unreadable", xui=xui)
+        if marker is not None and not marker.get("clean", True) and subs:
+            # the last run did not stop: its latest NOTIFY counters may not be stored
+            self.log.warning("unclean_stop_detected", cseq_slack=CRASH_CSEQ_SLACK,
+                             subscriptions=len(subs))
+            for sub in subs:
+                sub.dialog.local_cseq += CRASH_CSEQ_SLACK
+                if sub.event == "presence.winfo":
+                    sub.winfo_version += CRASH_CSEQ_SLACK
         outcome = self.core.restore(pubs, subs, rules, self.clock())
         if pubs or subs:
             self.log.info(
@@ -383,6 +485,11 @@ class PresenceServer:
                 subscriptions=len(self.core.subscriptions),
             )
         self._apply(outcome, None)
+        self.store.put(*RUN_MARKER, {"clean": False})
+        try:
+            await self.store.flush()
+        except StoreError as exc:
+            raise PsStartError(str(exc)) from None
 
     # -- XCAP -----------------------------------------------------------------------------------------
     async def _start_xcap(self) -> None:

@@ -21,7 +21,16 @@ from .layer import (
     server_key,
     stamp_via,
 )
-from .machines import ICT_TABLE, IST_TABLE, NICT_TABLE, NIST_TABLE, Input, State, build_ack
+from .machines import (
+    ICT_TABLE,
+    IST_TABLE,
+    NICT_TABLE,
+    NIST_TABLE,
+    CompletedNist,
+    Input,
+    State,
+    build_ack,
+)
 from .timers import DEFAULT_TIMERS, TimerConfig
 
 __all__ = [
@@ -31,6 +40,7 @@ __all__ = [
     "NICT_TABLE",
     "NIST_TABLE",
     "Address",
+    "CompletedNist",
     "Event",
     "Input",
     "RequestReceived",

@@ -45,6 +45,8 @@ class Transmit:
     destination: Address
     transaction: TransactionKey | None = None
     """The transaction it belongs to, so a transport failure can be reported to it."""
+    data: bytes | None = field(default=None, compare=False)
+    """``message`` already serialised (a server transaction's response), or ``None``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,9 @@ class ServerTransactionFailed:
     """A server transaction ended without its final response being delivered (Timer H, transport)."""
 
     transaction: TransactionKey
-    request: Request
+    request: Request | None
+    """The request; ``None`` when a non-INVITE transaction had already answered and
+    kept only its response (Completed over UDP, see ``CompletedNist``)."""
     reason: str
 
 

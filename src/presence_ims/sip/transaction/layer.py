@@ -26,6 +26,8 @@ from .events import (
     Transmit,
 )
 from .machines import (
+    NIST_TABLE,
+    CompletedNist,
     Effect,
     Input,
     State,
@@ -52,7 +54,11 @@ def server_key(request: Request) -> TransactionKey:
     reuses a branch for a new request (RFC 4475 shows several) gets a new
     transaction instead of the previous request's response.
     """
-    via = request.via
+    return _server_key(request, request.via)
+
+
+def _server_key(request: Request, via: Via) -> TransactionKey:
+    """:func:`server_key` with the top Via already parsed."""
     method = "INVITE" if request.method == "ACK" else request.method
     branch = via.branch
     seq = str(request.cseq.seq)
@@ -71,7 +77,11 @@ def response_address(request: Request, source: Address) -> Address:
     """Where responses to ``request`` go (RFC 3261 18.2.2, RFC 3581 section 4)."""
     if source.reliable:
         return source
-    via = request.via
+    return _response_address(request.via, source)
+
+
+def _response_address(via: Via, source: Address) -> Address:
+    """:func:`response_address` over an unreliable transport, the top Via already parsed."""
     rport = via.rport
     if isinstance(rport, int) and not isinstance(rport, bool):
         return Address(source.transport, via.received or source.host, rport, source.flow)
@@ -79,11 +89,14 @@ def response_address(request: Request, source: Address) -> Address:
     return Address(source.transport, host, via.port or 5060, source.flow)
 
 
-def stamp_via(request: Request, source: Address) -> None:
-    """Add ``received`` and fill ``rport`` in the top Via (RFC 3261 18.2.1, RFC 3581)."""
+def stamp_via(request: Request, source: Address) -> Via | None:
+    """Add ``received`` and fill ``rport`` in the top Via (RFC 3261 18.2.1, RFC 3581).
+
+    Returns the top Via as it now reads (``None`` when the request has none).
+    """
     first = request.headers.pop_first_value("via")
     if first is None:
-        return
+        return None
     via = parse_via(first)
     changed = via
     if via.rport is True:
@@ -91,15 +104,28 @@ def stamp_via(request: Request, source: Address) -> None:
     elif via.host.strip("[]").lower() != source.host.lower():
         changed = changed.with_param("received", source.host)
     request.headers.prepend("Via", str(changed) if changed is not via else first)
+    return changed
 
 
 class TransactionLayer:
-    """All client and server transactions of one SIP element."""
+    """All client and server transactions of one SIP element.
+
+    Transactions live in ``_txns``, except non-INVITE server transactions that
+    answered over an unreliable transport: those wait for Timer J as a
+    :class:`CompletedNist` in ``_completed`` (same key space, same NIST table).
+    Deadlines sit in a heap; Timer J of the completed ones, being the same
+    64*T1 for all of them, mostly arrives in increasing order and goes to a
+    first-in first-out queue instead (a deadline earlier than the queue's last
+    one goes to the heap).  Both hold ``(deadline, sequence, key)`` and are
+    merged in that order, so timers fire as from one heap.
+    """
 
     def __init__(self, timers: TimerConfig = DEFAULT_TIMERS) -> None:
         self.timers = timers
         self._txns: dict[TransactionKey, Transaction] = {}
+        self._completed: dict[TransactionKey, CompletedNist] = {}
         self._heap: list[tuple[float, int, TransactionKey]] = []
+        self._fifo: deque[tuple[float, int, TransactionKey]] = deque()
         self._scheduled: dict[TransactionKey, float] = {}
         self._seq = 0
         self._events: deque[Event] = deque()
@@ -107,13 +133,17 @@ class TransactionLayer:
 
     # -- queries ----------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._txns)
+        return len(self._txns) + len(self._completed)
 
     def state(self, key: TransactionKey) -> State | None:
         txn = self._txns.get(key)
-        return txn.state if txn else None
+        if txn is not None:
+            return txn.state
+        done = self._completed.get(key)
+        return done.state if done is not None else None
 
     def server_request(self, key: TransactionKey) -> Request | None:
+        """The request of a live transaction (``None`` once a NIST keeps only its answer)."""
         txn = self._txns.get(key)
         return txn.request if txn else None
 
@@ -128,8 +158,10 @@ class TransactionLayer:
     # -- input ------------------------------------------------------------------
     def receive_request(self, request: Request, source: Address, now: float) -> None:
         """A validated request arrived from ``source``."""
-        stamp_via(request, source)
-        key = server_key(request)
+        via = stamp_via(request, source)
+        if via is None:
+            via = request.via  # raises the error a request without Via gets
+        key = _server_key(request, via)
         txn = self._txns.get(key)
         if request.method == "ACK":
             if txn is None or txn.state is State.ACCEPTED:
@@ -141,7 +173,12 @@ class TransactionLayer:
         if txn is not None:
             self._apply(txn, txn.feed(Input.REQUEST, now))
             return
-        txn = new_server(key, request, response_address(request, source), self.timers)
+        done = self._completed.get(key)
+        if done is not None:
+            self._apply_completed(done, done.feed(Input.REQUEST, now))
+            return
+        peer = source if source.reliable else _response_address(via, source)
+        txn = new_server(key, request, peer, self.timers)
         self._txns[key] = txn
         self._events.append(RequestReceived(request, source, key))
         if request.method == "INVITE":
@@ -179,7 +216,8 @@ class TransactionLayer:
         """Answer through a server transaction; False when it no longer exists."""
         txn = self._txns.get(key)
         if txn is None or key[0] == "c":
-            return False
+            # a completed NIST takes no more responses from its TU (nothing in its table row)
+            return key in self._completed
         self._apply(txn, txn.feed(response_input_server(response), now, response))
         return True
 
@@ -191,31 +229,62 @@ class TransactionLayer:
         txn = self._txns.get(key)
         if txn is not None:
             self._apply(txn, txn.feed(Input.TRANSPORT_ERROR, now))
+            return
+        done = self._completed.get(key)
+        if done is not None:
+            self._apply_completed(done, done.feed(Input.TRANSPORT_ERROR, now))
 
     # -- timers -----------------------------------------------------------------
     def get_timer(self) -> float | None:
         """The earliest deadline of any transaction (may be a little early, never late)."""
-        while self._heap:
-            when, _, key = self._heap[0]
-            if key in self._txns:
-                return when
+        heap, fifo = self._heap, self._fifo
+        while heap:
+            when, _, key = heap[0]
+            if key in self._txns or key in self._completed:
+                break
             self._pop()
-        return None
+        while fifo:
+            when, _, key = fifo[0]
+            done = self._completed.get(key)
+            if done is not None and done.deadline == when:
+                break
+            fifo.popleft()
+        if heap and (not fifo or heap[0] < fifo[0]):
+            return heap[0][0]
+        return fifo[0][0] if fifo else None
 
     def handle_timer(self, now: float) -> None:
-        while self._heap and self._heap[0][0] <= now:
-            key = self._pop()
-            txn = self._txns.get(key)
-            if txn is None:
-                continue
-            for inp in txn.due(now):
-                self._apply(txn, txn.feed(inp, now))
-                if txn.terminated:
-                    break
+        heap, fifo = self._heap, self._fifo
+        while True:
+            if heap and heap[0][0] <= now and (not fifo or heap[0] < fifo[0]):
+                self._fire(self._pop(), now)
+            elif fifo and fifo[0][0] <= now:
+                when, _, key = fifo.popleft()
+                self._expire(key, when, now)
             else:
-                deadline = txn.next_deadline()
-                if deadline is not None:
-                    self._push(key, deadline)
+                return
+
+    def _fire(self, key: TransactionKey, now: float) -> None:
+        txn = self._txns.get(key)
+        if txn is None:
+            done = self._completed.get(key)
+            if done is not None and done.deadline <= now:
+                self._expire(key, done.deadline, now)
+            return
+        for inp in txn.due(now):
+            self._apply(txn, txn.feed(inp, now))
+            if txn.terminated:
+                break
+        else:
+            deadline = txn.next_deadline()
+            if deadline is not None:
+                self._push(key, deadline)
+
+    def _expire(self, key: TransactionKey, when: float, now: float) -> None:
+        """Timer J of a completed NIST (scheduled at ``when``) has fired."""
+        done = self._completed.get(key)
+        if done is not None and done.deadline == when:
+            self._apply_completed(done, done.feed(Input.TIMER_J, now))
 
     # -- output -----------------------------------------------------------------
     def next_event(self) -> Event | None:
@@ -246,11 +315,36 @@ class TransactionLayer:
                 self._transmits.append(effect)
             else:
                 self._events.append(effect)
+        key = txn.key
         if txn.terminated:
-            self._scheduled.pop(txn.key, None)
-            if self._txns.pop(txn.key, None) is not None:
-                self._events.append(TransactionTerminated(txn.key))
+            self._scheduled.pop(key, None)
+            if self._txns.pop(key, None) is not None:
+                self._events.append(TransactionTerminated(key))
             return
-        deadline = txn.next_deadline()
-        if deadline is not None:
-            self._push(txn.key, deadline)
+        deadlines = txn.deadlines
+        if txn.state is State.COMPLETED and txn.table is NIST_TABLE and not txn.peer.reliable:
+            # Completed NIST over UDP: only Timer J is left; keep the answer, drop the rest
+            when = deadlines[Input.TIMER_J]
+            data = txn.last_data
+            assert data is not None and len(deadlines) == 1
+            del self._txns[key]
+            self._scheduled.pop(key, None)
+            self._completed[key] = CompletedNist(key, data, txn.peer, when)
+            self._seq += 1
+            fifo = self._fifo
+            if not fifo or fifo[-1][0] <= when:
+                fifo.append((when, self._seq, key))
+            else:
+                heapq.heappush(self._heap, (when, self._seq, key))
+            return
+        if deadlines:
+            self._push(key, min(deadlines.values()))
+
+    def _apply_completed(self, done: CompletedNist, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Transmit):
+                self._transmits.append(effect)
+            else:
+                self._events.append(effect)
+        if done.terminated and self._completed.pop(done.key, None) is not None:
+            self._events.append(TransactionTerminated(done.key))

@@ -13,8 +13,10 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..errors import SipParseError
 from ..headers import canonical_name
 from ..message import Headers, Request, Response
+from ..parser import parse_datagram
 from .events import (
     Address,
     Event,
@@ -29,6 +31,10 @@ from .timers import TimerConfig
 
 
 class State(enum.Enum):
+    # Members are singletons: identity hashing is consistent with their equality and
+    # spares Enum's Python-level __hash__ on every table and deadline lookup.
+    __hash__ = object.__hash__
+
     CALLING = "calling"
     TRYING = "trying"
     PROCEEDING = "proceeding"
@@ -39,6 +45,8 @@ class State(enum.Enum):
 
 
 class Input(enum.Enum):
+    __hash__ = object.__hash__  # as for State
+
     PROVISIONAL = "1xx"
     FINAL_2XX = "2xx"
     FINAL_OTHER = "300-699"
@@ -151,6 +159,8 @@ class Transaction:
     deadlines: dict[Input, float] = field(default_factory=dict)
     interval: float = 0.0
     last_response: Response | None = None
+    last_data: bytes | None = None
+    """Wire form of ``last_response`` (serialised once, resent as it is)."""
     response: Response | None = None
     """The response being handled by the current input."""
     effects: list[Effect] = field(default_factory=list)
@@ -173,15 +183,15 @@ class Transaction:
         actions, next_state = entry
         self.response = response
         self.current = inp
-        self.effects = []
-        self.state = next_state
+        effects: list[Effect] = []
+        self.effects = effects
         for name in actions:
-            action: Callable[[float], None] = getattr(self, f"_do_{name}")
-            action(now)
+            _ACTIONS[name](self, now)
+        self.state = next_state
         if next_state is S.TERMINATED:
             self.deadlines.clear()
         self.response = None
-        return self.effects
+        return effects
 
     def next_deadline(self) -> float | None:
         return min(self.deadlines.values()) if self.deadlines else None
@@ -235,13 +245,16 @@ class Transaction:
         self.effects.append(Transmit(build_ack(self.request, self.response), self.peer, self.key))
 
     def _do_send_tu(self, now: float) -> None:
-        assert self.response is not None
-        self.last_response = self.response
-        self.effects.append(Transmit(self.response, self.peer, self.key))
+        response = self.response
+        assert response is not None
+        data = response.serialize()
+        self.last_response = response
+        self.last_data = data
+        self.effects.append(Transmit(response, self.peer, self.key, data))
 
     def _do_resend_last(self, now: float) -> None:
         if self.last_response is not None:
-            self.effects.append(Transmit(self.last_response, self.peer, self.key))
+            self.effects.append(Transmit(self.last_response, self.peer, self.key, self.last_data))
 
     def _start(self, timer: Input, delay: float, now: float) -> None:
         self.deadlines[timer] = now + delay
@@ -271,6 +284,75 @@ class Transaction:
         if not self.reliable:
             self.interval = self.timers.g
             self._start(I.TIMER_G, self.interval, now)
+
+
+_ACTIONS: dict[str, Callable[[Transaction, float], None]] = {
+    name: getattr(Transaction, f"_do_{name}")
+    for table in (ICT_TABLE, NICT_TABLE, IST_TABLE, NIST_TABLE)
+    for actions, _ in table.values()
+    for name in actions
+}
+"""The methods the table entries name, looked up once."""
+
+
+@dataclass(slots=True)
+class CompletedNist:
+    """A non-INVITE server transaction in Completed, reduced to what that state needs.
+
+    Between its final response and Timer J (64*T1 over UDP) a NIST only answers
+    retransmissions of its request with the same response (RFC 3261 17.2.2,
+    Figure 8), so the layer keeps the response's wire form, where it goes and
+    the deadline instead of the whole :class:`Transaction` with its request and
+    response objects: at thousands of requests per second, 32 s of them are
+    waiting for Timer J.  Inputs go through the Completed row of
+    :data:`NIST_TABLE` like any other transaction's.
+    """
+
+    key: TransactionKey
+    data: bytes
+    """The final response as it was sent."""
+    peer: Address
+    """Where it was sent."""
+    deadline: float
+    """When Timer J fires."""
+    state: State = S.COMPLETED
+
+    @property
+    def terminated(self) -> bool:
+        return self.state is S.TERMINATED
+
+    def feed(self, inp: Input, now: float) -> list[Effect]:
+        entry = NIST_TABLE.get((self.state, inp))
+        if entry is None:
+            return []
+        actions, next_state = entry
+        effects: list[Effect] = []
+        for name in actions:
+            if name == "resend_last":
+                effects.append(Transmit(response_from_wire(self.data), self.peer, self.key, self.data))
+            elif name == "server_failed":
+                effects.append(ServerTransactionFailed(self.key, None, "transport error"))
+            else:  # pragma: no cover - a new action in the Completed row needs a case here
+                raise NotImplementedError(name)
+        self.state = next_state
+        return effects
+
+
+def response_from_wire(data: bytes) -> Response:
+    """The response a transmit carries, rebuilt from the bytes a CompletedNist kept.
+
+    Only retransmissions take this path.  The bytes are this stack's own
+    serialisation, which parses back; should a TU have put something in a header
+    that does not, the status line alone is kept.
+    """
+    try:
+        msg = parse_datagram(data)
+    except SipParseError:
+        msg = None
+    if isinstance(msg, Response):
+        return msg
+    parts = data.split(b"\r\n", 1)[0].decode("utf-8", "replace").split(" ", 2)
+    return Response(Headers(), b"", int(parts[1]), parts[2] if len(parts) > 2 else "")
 
 
 def new_client(
