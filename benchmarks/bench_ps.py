@@ -51,7 +51,6 @@ import json
 import os
 import platform
 import re
-import resource
 import selectors
 import shutil
 import signal
@@ -289,6 +288,8 @@ class Step:
     rss_kib: int = 0
     sipp_cpu: float = 0.0
     """CPU SIPp used per second of the step (1.0: one core)."""
+    sipp_note: str = ""
+    """SIPp's exit code and last error line (kept in the JSON output)."""
     notifies: int = 0
     """Fan-out: NOTIFYs the watchers received during the step."""
     notify_rate: float = 0.0
@@ -351,14 +352,27 @@ def run_sipp(port: int, scenario: Path, rate: int, seconds: float, workdir: Path
         cmd += ["-key", key, value]
     if inf is not None:
         cmd += ["-inf", str(inf)]
+    errors = workdir / f"sipp-errors-{port}-{rate}-{time.monotonic_ns()}.log"
+    cmd += ["-trace_err", "-error_file", str(errors)]
     started = time.monotonic()
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=seconds + 40, check=False, cwd=workdir)
+    with (workdir / "sipp-stderr.log").open("ab") as stderr:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=stderr, cwd=workdir, preexec_fn=_die_with_parent)
+        # reaped here with wait4: SIPp's own CPU time comes with it
+        deadline = started + seconds + 40
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.05)
+        returncode = os.waitstatus_to_exitcode(status)
+        sipp_cpu = usage.ru_utime + usage.ru_stime
+        proc.returncode = returncode
     wall = time.monotonic() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    sipp_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     successful = failed = 0
     elapsed = wall
     if stat.exists():
@@ -374,8 +388,14 @@ def run_sipp(port: int, scenario: Path, rate: int, seconds: float, workdir: Path
         stat.unlink()
     failed = max(failed, calls - successful)  # never started or unfinished: failed too
     achieved = successful / max(elapsed, 1e-9) if successful else 0.0
+    note = f"SIPp exit code {returncode}"
+    if errors.exists():
+        lines = [line for line in errors.read_text(errors="replace").splitlines()
+                 if line.strip() and "delete FD from epoll" not in line]  # SIPp's own noise
+        if lines:
+            note += f"; {len(lines)} error lines, last: {lines[-1][:160]}"
     return Step(rate, calls, successful, failed, round(elapsed, 2), round(achieved, 1),
-                sipp_cpu=round(sipp_cpu / max(elapsed, 1e-9), 2))
+                sipp_cpu=round(sipp_cpu / max(wall, 1e-9), 2), sipp_note=note)
 
 
 def print_step(series: Series, step: Step) -> None:
@@ -388,6 +408,8 @@ def print_step(series: Series, step: Step) -> None:
           f"cpu {step.cpu_us_per_call:6.0f} us/call sipp {step.sipp_cpu:.2f} core "
           f"rss {step.rss_kib // 1024} MiB load {step.load}  {'ok' if step.passed else 'LIMIT'}",
           flush=True)
+    if not step.passed:
+        print(f"    ({step.sipp_note})", flush=True)
 
 
 class Budget:
@@ -1049,8 +1071,8 @@ def render(results: list[Series], info: dict[str, str], args: argparse.Namespace
         if bad is None:
             failing = s.extra.get("stopped", "none (ramp ended)")
         elif s.scenario == "fanout":
-            failing = (f"{bad.rate} calls/s: {bad.notify_rate:,.0f} NOTIFY/s, "
-                       f"{bad.failed_ratio * 100:.2f}% calls failed, "
+            failing = (f"{bad.rate} calls/s offered, {bad.achieved:,.0f}/s done: "
+                       f"{bad.notify_rate:,.0f} NOTIFY/s, {bad.failed_ratio * 100:.2f}% calls failed, "
                        f"{(1 - bad.delivered) * 100:.2f}% stamped NOTIFYs missing")
         else:
             failing = (f"{bad.rate}/s offered: {bad.achieved:,.0f}/s done, "
