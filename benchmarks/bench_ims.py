@@ -127,13 +127,17 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 
 
+LOAD_AT_START = " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def write_doc(esp: list[tuple[str, str, float]], reg: tuple[float, float, float], ues: int, conc: int) -> None:
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         BEGIN,
         "## IMS core",
         "",
-        f"Measured {date} on {machine()} with `benchmarks/bench_ims.py all --write-doc`.",
+        f"Measured {date} on {machine()} with `benchmarks/bench_ims.py all --write-doc` "
+        f"(load average {LOAD_AT_START} at the start: other work shares this machine).",
         "",
         "ESP protect + verify, 1 KiB payloads, one core, no sockets:",
         "",
