@@ -22,6 +22,8 @@ from interop_peers import SCENARIOS, SippResult, aka_scenario, bob_doc, run_sipp
 
 from netharness import CONFIGS, RunningNetwork, free_port, running_network
 from presence_ims.documents import pidf
+from presence_ims.security.aka import decode_nonce
+from presence_ims.security.milenage import Milenage
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow, pytest.mark.timeout(60)]
 
@@ -88,8 +90,12 @@ async def test_sipp_digest_register_then_publish_reaches_bob(
         assert doc.tuples[0].notes[0].text == "from-sipp"
         gone = await watch.next()
         assert "sipp" not in [t.id for t in pidf.parse(gone.body).tuples]
-        # and SIPp de-registered at the end
-        assert "sip:alice@home1.net" not in net.nodes["pcscf"].by_impu
+        # and SIPp de-registered at the end: the S-CSCF forgot the binding, the P-CSCF
+        # refuses the UE from now on (it keeps the entry for sa_grace, for final NOTIFYs)
+        assert net.nodes["scscf"].registration_of("sip:alice@home1.net") is None
+        pcscf_node = net.nodes["pcscf"]
+        ended = pcscf_node.by_impu.get("sip:alice@home1.net")
+        assert ended is None or ended.expires_at <= pcscf_node.clock()
 
 
 async def test_sipp_watcher_through_the_network(
@@ -126,6 +132,20 @@ async def test_sipp_watcher_through_the_network(
         assert not [s for s in net.nodes["ps"].core.subscriptions.values() if s.watcher == ALICE]
 
 
+def res_has_nul(result: SippResult) -> bool:
+    """Whether the RES of the challenge SIPp got holds a 0x00 byte.
+
+    SIPp 3.6.1 hashes RES as a C string (``strlen``): a RES with a zero byte
+    (about one challenge in 32) gives a wrong response and a rightful 403.
+    """
+    challenge = first(result, "SIP/2.0 401")
+    nonce = re.search(r'nonce="([^"]+)"', challenge)
+    assert nonce is not None, challenge
+    rand, _autn = decode_nonce(nonce.group(1))
+    res = Milenage(b"sipp-aka-key-001", op=b"home1-operator-1").f2345(rand)[0]
+    return b"\x00" in res
+
+
 async def test_sipp_ims_aka_without_ipsec(tmp_path: Path, sipp: str, workdir: Path) -> None:
     scenario = aka_scenario(workdir / "register_aka.xml", k="sipp-aka-key-001",
                             op="home1-operator-1", amf="00")
@@ -133,18 +153,25 @@ async def test_sipp_ims_aka_without_ipsec(tmp_path: Path, sipp: str, workdir: Pa
         tmp_path, overrides={"pcscf": {"allow_aka_without_ipsec": True}},
         extra=subscribers_with_sipp_aka(),
     ) as net:
-        result = await run_sipp(
-            sipp, pcscf(net), scenario, workdir, calls=1, rows=[("sippaka",)], keys=KEYS,
-            options=["-au", "sippaka@home1.net", "-auth_uri", "home1.net"],
-            local_port=free_port(),
-        )
+        attempts = 0
+        while True:  # a new challenge each time: at most 4, (1/32)^4 of all of them hitting the bug
+            attempts += 1
+            result = await run_sipp(
+                sipp, pcscf(net), scenario, workdir, calls=1, rows=[("sippaka",)], keys=KEYS,
+                options=["-au", "sippaka@home1.net", "-auth_uri", "home1.net"],
+                local_port=free_port(),
+            )
+            if result.returncode == 0 or attempts == 4 or not res_has_nul(result):
+                break
+            # SIPp's known defect, not ours: the S-CSCF refused a wrong response
+            assert result.received("SIP/2.0 403"), result.describe()
         assert result.returncode == 0, result.describe()
         assert (result.successful, result.failed) == (1, 0), result.describe()
         challenge = first(result, "SIP/2.0 401")
         assert "algorithm=AKAv1-MD5" in challenge
         assert not re.search(r"\b(ik|ck)=", challenge)  # the P-CSCF keeps the keys
         assert "Security-Server" not in challenge
-        assert net.nodes["pcscf"].endpoint.stats["aka_without_ipsec"] == 2
+        assert net.nodes["pcscf"].endpoint.stats["aka_without_ipsec"] == 2 * attempts  # 2 REGISTERs each
 
 
 async def test_sipp_ims_aka_refused_without_the_setting(

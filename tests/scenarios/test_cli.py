@@ -60,7 +60,9 @@ def test_ue_publishes_and_another_watches(network: Path) -> None:
     assert "published: open, meeting" in r.stdout
     r = run("ue", "--user", "bob", "--config", str(network), "watch", "alice", "--count", "1", "--timeout", "10")
     assert r.returncode == 0, r.stderr
-    assert 'sip:alice@home1.net: open; activity meeting; "planning"' in r.stdout
+    # alice's one-shot command de-registered as it ended: the PNA's IMS tuple says closed,
+    # her publication (open, meeting) stays until it expires
+    assert 'sip:alice@home1.net: closed/open; activity meeting; "planning"' in r.stdout
     # a Digest client (like an ordinary SIP phone) sees the same
     r = run("ue", "--user", "bob", "--digest", "--config", str(network), "watch", "alice", "--count", "1", "--timeout", "10")
     assert r.returncode == 0 and "activity meeting" in r.stdout

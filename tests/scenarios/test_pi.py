@@ -107,3 +107,19 @@ async def test_notify_from_another_node_is_refused(tmp_path: Path) -> None:
             assert pna.publisher.view("sip:alice@home1.net") is None  # nothing to publish
         finally:
             await rogue.close()
+
+
+async def test_stopping_the_pna_ends_its_reg_subscriptions(tmp_path: Path) -> None:
+    """A stopped PNA un-SUBSCRIBEs: the S-CSCF holds no subscription for a gone watcher."""
+    async with running_network(tmp_path, overrides=AGENTS) as net:
+        pna = net.nodes["pna"]
+        await pna.ready()
+        scscf = net.nodes["scscf"]
+
+        def pna_subscriptions() -> set[str]:
+            return {s.impu for s in scscf.reg_subs.values() if s.watcher == "sip:pna.home1.net"}
+
+        assert pna_subscriptions() == {"sip:alice@home1.net", "sip:bob@home1.net"}
+        await pna.stop()
+        assert pna_subscriptions() == set()
+        assert pna.reg_subscriptions == {}

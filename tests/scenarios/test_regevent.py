@@ -40,3 +40,39 @@ async def test_network_deregistration_reaches_ue_and_pcscf(tmp_path: Path) -> No
         r = await alice.agent.publish(body)
         assert r.status == 403
         assert not net.nodes["ps"].core.publications
+        # every IMPU of the set is gone: the UE's and the P-CSCF's subscriptions ended
+        assert not scscf.reg_subs
+
+
+async def test_deregistration_ends_ue_and_pcscf_subscriptions_not_the_pnas(tmp_path: Path) -> None:
+    """TS 24.229 5.4.2.1.2: the UE's and its P-CSCF's reg subscriptions end with the registration.
+
+    The PNA, a network watcher, keeps its subscription: it learns of the next registration too.
+    """
+    async with running_network(tmp_path, overrides={"pna": {"enabled": True, "debounce": 0.05}}) as net:
+        await net.nodes["pna"].ready()
+        alice = await net.ue("alice", t1=0.05)
+        scscf = net.nodes["scscf"]
+        async with asyncio.timeout(5):
+            await alice.reg_event_active.wait()
+            await net.nodes["pcscf"].reg_watch_ready.wait()
+
+        def alices() -> list[str]:
+            return sorted(s.watcher for s in scscf.reg_subs.values() if s.impu == "sip:alice@home1.net")
+
+        assert alices() == ["sip:alice@home1.net", "sip:pcscf.home1.net", "sip:pna.home1.net"]
+        response = await alice.deregister()
+        assert response.status == 200  # over the SAs: integrity-protected, not challenged again
+        # the UE's own subscription ends with a terminated NOTIFY (sent after the S-CSCF forgot it)
+        watcher = alice._reg_watcher
+        assert watcher is not None
+        async with asyncio.timeout(5):
+            await watcher
+        assert alices() == ["sip:pna.home1.net"]
+        # the next registration: a new subscription from the UE, the PNA's is the same one
+        pna_sub = next(s.id for s in scscf.reg_subs.values() if s.watcher == "sip:pna.home1.net")
+        again = await net.ue("alice", t1=0.05)
+        async with asyncio.timeout(5):
+            await again.reg_event_active.wait()
+        assert "sip:alice@home1.net" in alices()
+        assert pna_sub in scscf.reg_subs

@@ -434,7 +434,7 @@ class Pcscf(SipNode):
         impus = [str(na.uri) for na in response.name_addrs("p-associated-uri")] or [str(req.to.uri)]
         source = incoming.source
         if expires <= 0:
-            self._drop(impus, source, secagree)
+            self._user_deregistered(impus, secagree, now)
             return
         contact_uri = ours[0].uri if ours else (req.contacts[0].uri if req.contacts else None)
         if not isinstance(contact_uri, SipURI):
@@ -458,7 +458,8 @@ class Pcscf(SipNode):
             secagree=secagree if secagree and secagree.sa_set else None,
             aka_without_ipsec=secagree is None and self.config.allow_aka_without_ipsec,
         )
-        first = _key(impus[0]) not in self.by_impu
+        previous = self.by_impu.get(_key(impus[0]))
+        first = previous is None or previous.expires_at <= now  # new, or after a de-registration
         for impu in impus:
             self.by_impu[_key(impu)] = reg
         self.by_source[key_source] = reg
@@ -470,23 +471,35 @@ class Pcscf(SipNode):
             contact=reg.contact, expires=expires,
         )
 
-    def _drop(self, impus: list[str], source: Address, secagree: SecAgree | None) -> None:
-        reg = None
-        for impu in impus:
-            reg = self.by_impu.pop(_key(impu), None) or reg
+    def _user_deregistered(self, impus: list[str], secagree: SecAgree | None, now: float) -> None:
+        """A de-REGISTER got its 200 (TS 24.229 5.2.5.1, TS 33.203 7.4).
+
+        The UE's requests are refused from now on; requests toward it (the final
+        reg-event NOTIFY of the S-CSCF, final presence NOTIFYs) still pass over its
+        SAs for ``sa_grace`` seconds, then the sweep forgets the registration and
+        takes the SAs down, as after a network-initiated de-registration.
+        """
+        reg = next((r for r in (self.by_impu.get(_key(u)) for u in impus) if r is not None), None)
         if reg is None:
             return
+        reg.expires_at = min(reg.expires_at, now)
+        sa = reg.secagree or secagree
+        if sa is not None and sa.sa_set is not None:
+            sa.sa_set = ipsec.extend(self.sadb, sa.sa_set, now + self.config.sa_grace)
+        self.log.info("ue_deregistered", impu=impus[0])
+
+    def _drop(self, reg: UeRegistration) -> None:
+        """Forget a registration whose grace period is over (entries of a newer one stay)."""
+        for impu in reg.impus:
+            if self.by_impu.get(_key(impu)) is reg:
+                del self.by_impu[_key(impu)]
         for index in (self.by_source, self.by_contact):
             for k, v in list(index.items()):
                 if v is reg:
                     del index[k]
-        sa = reg.secagree or secagree
-        if sa is not None and sa.sa_set is not None:
-            # after the 200 OK went out over the SA, tear it down (TS 33.203 7.4)
-            loop = asyncio.get_running_loop()
-            sa_set = sa.sa_set
-            loop.call_later(1.0, ipsec.remove, self.sadb, sa_set)
-        self.log.info("ue_deregistered", impu=impus[0])
+        if reg.secagree is not None and reg.secagree.sa_set is not None:
+            ipsec.remove(self.sadb, reg.secagree.sa_set)
+        self.log.info("ue_registration_removed", impu=reg.impus[0])
 
     # -- reg event: learning of network-initiated de-registration (RFC 3680) -------------
     def _spawn(self, coro: Any) -> None:
@@ -679,7 +692,7 @@ class Pcscf(SipNode):
                 del self.pending[key]
         for reg in {id(r): r for r in self.by_source.values()}.values():
             if reg.expires_at + self.config.sa_grace <= now:
-                self._drop(reg.impus, reg.source, None)
+                self._drop(reg)
 
 
 def _set_integrity(req: Request, value: str) -> None:

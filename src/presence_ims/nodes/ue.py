@@ -213,13 +213,7 @@ class UserEquipment:
     async def register(self, expires: int | None = None) -> Registration:
         """Register (challenge, answer, SA set-up); raises RegistrationError on failure."""
         exp = self.config.expires if expires is None else expires
-        initial_auth = None
-        if self.config.auth == "aka":
-            initial_auth = Credentials(
-                self.config.impi, self.config.domain, f"sip:{self.config.domain}",
-                algorithm="AKAv1-MD5",
-            ).to_header()
-        response = await self._send_register(self._register_request(exp, initial_auth))
+        response = await self._send_register(self._register_request(exp, self._initial_authorization()))
         for _ in range(3):
             if response.status != 401:
                 break
@@ -228,6 +222,15 @@ class UserEquipment:
         if response.status != 200:
             raise RegistrationError(response.status, response.reason)
         return self._registered(response, exp)
+
+    def _initial_authorization(self) -> str | None:
+        """AKA: the Authorization of an unchallenged REGISTER (TS 24.229 5.1.1.2.1), so
+        that the S-CSCF knows the IMPI and, over the SAs, takes it as integrity-protected."""
+        if self.config.auth != "aka":
+            return None
+        return Credentials(
+            self.config.impi, self.config.domain, f"sip:{self.config.domain}", algorithm="AKAv1-MD5",
+        ).to_header()
 
     def _answer_challenge(self, response: Response) -> str:
         for value in response.headers.get_all("www-authenticate"):
@@ -341,7 +344,7 @@ class UserEquipment:
                 self.log.warning("reregister_failed", reason=str(exc))
 
     async def deregister(self) -> Response:
-        auth = None
+        auth = self._initial_authorization()
         if self.config.auth == "digest" and self._digest_challenge is not None:
             auth = self._answer_digest(self._digest_challenge, "REGISTER", f"sip:{self.config.domain}")
         response = await self._send_register(self._register_request(0, auth))

@@ -266,11 +266,13 @@ class PnaNode:
         )
 
     async def stop(self) -> None:
+        # taken before the tasks are cancelled: each one forgets its subscription as it ends
+        reg_subscriptions = list(self.reg_subscriptions.values())
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._unsubscribe_all()
+        await self._unsubscribe_all(reg_subscriptions)
         if self.pen is not None:
             await self.pen.close()
         if self.sh is not None and not self.sh.is_closed:
@@ -453,11 +455,11 @@ class PnaNode:
         )
         self.republish(presentity)
 
-    async def _unsubscribe_all(self) -> None:
-        if self.pi is None or not self.reg_subscriptions:
-            return
-        subs = list(self.reg_subscriptions.values())
+    async def _unsubscribe_all(self, subs: list[ClientSubscription]) -> None:
+        """End the reg-event subscriptions at the S-CSCF (Expires: 0), one second at most."""
         self.reg_subscriptions.clear()
+        if self.pi is None or not subs:
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
                 await asyncio.gather(

@@ -579,7 +579,10 @@ class Scscf(SipNode):
             return
         tag = secrets.token_hex(8)
         dialog = Dialog.from_uas_request(req, tag)
-        sub = RegSubscription(secrets.token_hex(10), impu, watcher, dialog, now + expires, contact=contact_hdr)
+        sub = RegSubscription(
+            secrets.token_hex(10), impu, watcher, dialog, now + expires, contact=contact_hdr,
+            ends_with_registration=reg is not None and (own or _in_path(watcher, reg)),
+        )
         incoming.local_tag = tag
         incoming.respond(200, headers=(("Expires", str(expires)), ("Contact", contact_hdr)))
         if expires == 0:
@@ -612,8 +615,16 @@ class Scscf(SipNode):
         final: bool = False,
     ) -> None:
         impus = {_aor(u) for u in reg.impus}
+        gone = not reg.active(now)
         for sub in list(self.reg_subs.values()):
-            if sub.impu in impus:
+            if sub.impu not in impus:
+                continue
+            if gone and sub.ends_with_registration:
+                self._forget_reg(sub)
+                self._send_reg_notify(
+                    sub, now, reg=reg, events=events, terminated=terminated, final_reason="noresource"
+                )
+            else:
                 self._send_reg_notify(sub, now, reg=reg, events=events, terminated=terminated)
 
     def _send_reg_notify(
@@ -787,6 +798,25 @@ class Scscf(SipNode):
         for sub in list(self.reg_subs.values()):
             if sub.expires_at <= now:
                 self._end_reg_subscription(sub, "timeout")
+
+
+def _in_path(watcher: str, reg: Registration) -> bool:
+    """The watcher is a node on the Path of one of the registration's bindings (its P-CSCF)."""
+    try:
+        who = parse_uri(_aor(watcher))
+    except SipParseError:
+        return False
+    if not isinstance(who, SipURI):
+        return False
+    for binding in reg.bindings.values():
+        for hop in binding.path:
+            try:
+                uri = parse_name_addr(hop, "Path").uri
+            except SipParseError:
+                continue
+            if isinstance(uri, SipURI) and uri.host.lower() == who.host.lower():
+                return True
+    return False
 
 
 def _aor(uri: str) -> str:

@@ -97,6 +97,10 @@ class RegSubscription:
     expires_at: float
     version: int = 0
     contact: str = ""
+    ends_with_registration: bool = False
+    """The UE itself or its P-CSCF (TS 24.229 5.4.2.1.2): the subscription ends,
+    ``terminated;reason=noresource``, when every IMPU of the set is de-registered.
+    A network watcher (the PNA) keeps watching across registrations."""
 
 
 def reg_id(impu: str) -> str:
