@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shlex
 import sys
 from dataclasses import dataclass
@@ -377,6 +378,7 @@ async def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot open a socket: {exc.strerror or exc}") from None
     out = sys.stdout
+    sessions: list[Session] = []
     try:
         try:
             async with asyncio.timeout(15):
@@ -388,6 +390,7 @@ async def _run(args: argparse.Namespace) -> int:
         channel = "IMS AKA + ESP (" + (f"{ue.sa_set.alg}, {ue.sa_set.ealg}" if ue.sa_set else "") + ")" if reg.protected else config.auth
         print(f"registered {config.impu} ({channel}); identities: {', '.join(reg.impus)}", file=out, flush=True)
         session = Session(ue, domain, xcap, config.password)
+        sessions.append(session)
         if args.command:
             try:
                 await run_command(session, list(args.command), out)
@@ -409,7 +412,18 @@ async def _run(args: argparse.Namespace) -> int:
                 print("error: bad arguments (try help)", file=out, flush=True)
         return 0
     finally:
+        for done in sessions:  # end what we watch before we go: no NOTIFY left for a gone UE
+            await _unwatch_all(done)
         await ue.stop(deregister=True)
+
+
+async def _unwatch_all(session: Session) -> None:
+    subs = [s for s in (session.watches or {}).values() if not s.terminated]
+    if not subs:
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(3):
+            await asyncio.gather(*(session.ue.agent.unsubscribe(s) for s in subs), return_exceptions=True)
 
 
 def cmd_ue(args: argparse.Namespace) -> int:

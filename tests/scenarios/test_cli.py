@@ -79,6 +79,35 @@ def test_rules_block_then_allow(network: Path) -> None:
     assert r.returncode == 0
 
 
+def test_one_shot_watch_ends_its_subscription(network: Path) -> None:
+    """A one-shot ``watch`` un-SUBSCRIBEs before it de-registers: no watcher is left behind."""
+    watcher = subprocess.Popen(
+        [*EXE, "ue", "--user", "bob", "--config", str(network), "watch", "alice", "--count", "2",
+         "--timeout", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )
+    try:
+        assert watcher.stdout is not None
+        assert watcher.stdout.readline().startswith("registered")
+        assert watcher.stdout.readline().startswith("sip:alice@home1.net:")
+        # while bob watches, alice's watcher list has him
+        r = run("ue", "--user", "alice", "--config", str(network), "winfo", "--count", "1", "--timeout", "10")
+        assert r.returncode == 0, r.stderr
+        assert "watcher sip:bob@home1.net: active" in r.stdout
+        # alice's publication is bob's second NOTIFY: his command ends
+        r = run("ue", "--user", "alice", "--config", str(network), "publish", "--status", "open")
+        assert r.returncode == 0, r.stderr
+        assert watcher.wait(timeout=20) == 0, watcher.stderr.read() if watcher.stderr else ""
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    r = run("ue", "--user", "alice", "--config", str(network), "winfo", "--count", "1", "--timeout", "10")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("registered")
+    assert "sip:bob@home1.net" not in r.stdout
+
+
 def test_invalid_config_missing_file_and_taken_port(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[pcscf]\nport = "not a number"\n[bogus]\nx = 1\n')
