@@ -42,6 +42,7 @@ from ..sip.digest import DigestError, parse_challenge, parse_credentials
 from ..sip.proxy import preprocess_route, validate
 from ..sip.transaction import Address
 from ..transport import IncomingRequest
+from ..transport.resolve import ResolveError
 from .common import NodeStartError, SipNode
 
 _MODEL = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
@@ -450,7 +451,7 @@ class Pcscf(SipNode):
             impi=creds_user,
             impus=impus,
             contact=str(contact_uri),
-            contact_host=self.resolver.host(contact_uri.host),
+            contact_host=self._contact_address(contact_uri.host),
             contact_port=contact_uri.port or 5060,
             service_route=[str(na) for na in response.name_addrs("service-route")],
             expires_at=now + expires,
@@ -464,6 +465,7 @@ class Pcscf(SipNode):
             self.by_impu[_key(impu)] = reg
         self.by_source[key_source] = reg
         self.by_contact[(reg.contact_host, reg.contact_port)] = reg
+        self.by_contact[(_literal(contact_uri.host), reg.contact_port)] = reg
         if first and reg.service_route:
             self._spawn(self._subscribe_reg(reg))
         self.log.info(
@@ -487,6 +489,14 @@ class Pcscf(SipNode):
         if sa is not None and sa.sa_set is not None:
             sa.sa_set = ipsec.extend(self.sadb, sa.sa_set, now + self.config.sa_grace)
         self.log.info("ue_deregistered", impu=impus[0])
+
+    def _contact_address(self, name: str) -> str:
+        """The address of a contact's host: hosts table or literal, else DNS once (cached);
+        a name that does not resolve stays as written (requests toward it still find the UE)."""
+        try:
+            return self.resolver.host(name)
+        except ResolveError:
+            return _literal(name)
 
     def _drop(self, reg: UeRegistration) -> None:
         """Forget a registration whose grace period is over (entries of a newer one stay)."""
@@ -657,7 +667,8 @@ class Pcscf(SipNode):
         if not isinstance(target, SipURI):
             incoming.respond(404, "Not a UE contact")
             return
-        host = self.resolver.host(target.host)
+        # no DNS here: a registered contact is indexed by its address and by its name as written
+        host = self.resolver.static(target.host) or _literal(target.host)
         reg = self.by_contact.get((host, target.port or 5060))
         if reg is None or reg.expires_at + self.config.sa_grace <= self.clock():
             incoming.respond(480, "UE not registered here")
@@ -693,6 +704,10 @@ class Pcscf(SipNode):
         for reg in {id(r): r for r in self.by_source.values()}.values():
             if reg.expires_at + self.config.sa_grace <= now:
                 self._drop(reg)
+
+
+def _literal(host: str) -> str:
+    return host.strip("[]").lower().rstrip(".")
 
 
 def _set_integrity(req: Request, value: str) -> None:

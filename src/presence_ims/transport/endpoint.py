@@ -394,7 +394,10 @@ class SipEndpoint:
 
     def interface_of(self, peer: Address, msg: Message, direction: str) -> str:
         if self.interface_resolver is not None:
-            return self.interface_resolver(peer, msg, direction)
+            try:
+                return self.interface_resolver(peer, msg, direction)
+            except Exception:  # a label for the logs must never stop a message
+                self.stats["interface_of_error"] += 1
         return self.default_interface
 
     def _reject(self, exc: SipParseError, source: Address) -> None:

@@ -197,7 +197,7 @@ class PnaNode:
         self.log.warning("input_refused", interface=interface, kind=kind, reason=reason, **fields)
 
     def _interface_of(self, peer: Address, msg: Any, direction: str) -> str:
-        method = getattr(msg, "method", None) or msg.cseq.method
+        method = getattr(msg, "method", None) or (msg.headers.get("cseq") or "").rpartition(" ")[2]
         return "Pen" if method == "PUBLISH" else "Pi"
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:

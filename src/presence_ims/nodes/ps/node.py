@@ -263,7 +263,8 @@ class PresenceServer:
         return found
 
     def _interface_of(self, peer: Address, msg: Any, direction: str) -> str:
-        method = getattr(msg, "method", None) or (msg.cseq.method if hasattr(msg, "cseq") else "")
+        # a response's method from its CSeq text: a 400 to a request without CSeq has none
+        method = getattr(msg, "method", None) or (msg.headers.get("cseq") or "").rpartition(" ")[2]
         if method in ("SUBSCRIBE", "NOTIFY"):
             return "Pw"
         p = self.peer_of(peer) if self.config.peers else None
