@@ -8,6 +8,10 @@ would.  Messages are valid IMS requests and responses mutated by a seeded
 generator (bytes flipped, lines dropped or doubled, header values replaced by
 hostile ones, truncation on UDP).
 
+A third test does the same to the other input surfaces: XCAP (Ut), the PEA's
+API (Pex) and MLP (Pl) over HTTP, RADIUS accounting (Pk) and the element feed
+(Pc/Pg): only 4xx answers or closed connections, every refusal counted.
+
 What must hold: no handler of any node raises (``handler_error``,
 ``callback_error`` and ``interface_of_error`` stay 0, so no 500 is ever sent,
 and nothing escapes to the event loop), every answer is a SIP
@@ -32,6 +36,7 @@ import pytest
 
 from netharness import RunningNetwork, running_network
 from presence_ims.documents import pidf
+from presence_ims.elements import radius as eradius
 from presence_ims.sip import SipParseError, parse_datagram
 
 pytestmark = pytest.mark.slow
@@ -369,6 +374,99 @@ async def test_network_nodes_survive_a_peer_gone_wrong(tmp_path: Path) -> None:
         assert net.nodes["hss"].counters.errors > errors_before
         assert 500 not in answers
         assert code_errors(net) == dict.fromkeys(code_errors(net), 0)
+        await network_still_works(net)
+        assert code_errors(net) == dict.fromkeys(code_errors(net), 0)
+    assert not unhandled, unhandled
+
+
+HTTP_GARBAGE: list[tuple[str, str, dict[str, str], bytes]] = [
+    ("GET", "/xcap-root/pres-rules/users/sip:alice@home1.net/index", {"Authorization": 'Digest username="'}, b""),
+    ("GET", "/xcap-root/pres-rules/users/%ff%fe/index", {}, b""),
+    ("PUT", "/xcap-root/pres-rules/users/sip:alice@home1.net/index", {"Content-Type": "application/auth-policy+xml"}, b"<a"),
+    ("DELETE", "/xcap-root/../../etc/passwd", {}, b""),
+    ("PATCH", "/xcap-root/", {}, b"x" * 70000),
+    ("POST", "/v1/presence", {"Content-Type": "application/json"}, b"{"),
+    ("POST", "/v1/presence", {"Content-Type": "application/json", "X-PEA-Source": "calendar-bob",
+                              "X-PEA-Timestamp": "x", "X-PEA-Nonce": "", "X-PEA-Signature": "%%"}, b"{}"),
+    ("POST", "/v1/presence", {"Content-Type": "text/plain"}, "\u00e9".encode() * 1000),
+    ("GET", "/v1/presence?" + "a=" * 3000, {}, b""),
+    ("POST", "/", {"Content-Type": "application/xml"}, b"<svc_result ver='3.0'><slia"),
+    ("POST", "/", {"Content-Type": "application/xml"}, b"<?xml version='1.0'?><!DOCTYPE a [<!ENTITY x SYSTEM 'file:///etc/passwd'>]><a>&x;</a>"),
+    ("POST", "/", {"Content-Type": "application/xml"}, b"\x00\x01\x02" * 100),
+]
+
+
+async def raw_http(port: int, request: bytes) -> int:
+    """Send raw bytes to an HTTP server; its status (0 when it closes without one)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        async with asyncio.timeout(5):
+            line = await reader.readline()
+        parts = line.split()
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    finally:
+        writer.close()
+
+
+async def test_http_radius_and_feed_inputs_survive_garbage(tmp_path: Path) -> None:
+    """XCAP (Ut), the PEA's API (Pex), MLP (Pl), RADIUS (Pk) and the element feed (Pc/Pg)."""
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    rng = random.Random(SEED + 2)
+    async with running_network(tmp_path, overrides={"pna": {"enabled": True}}) as net:
+        pna, pea = net.nodes["pna"], net.nodes["pea"]
+        await pna.ready()
+        http_ports = [net.settings.ps.xcap_port, pea.port, pna.ports["mlp"]]
+        statuses: list[int] = []
+        for port in http_ports:
+            for method, path, headers, body in HTTP_GARBAGE:
+                head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+                head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                statuses.append(await raw_http(port, head.encode() + b"\r\n" + body))
+            for _ in range(15):  # not HTTP at all
+                statuses.append(await raw_http(port, secrets.token_bytes(rng.randrange(1, 400)) + b"\r\n\r\n"))
+        assert statuses and all(s == 0 or 400 <= s < 500 for s in statuses), statuses
+        assert any(400 <= s < 500 for s in statuses)
+
+        # Pk: datagrams that are not (or not quite) RADIUS accounting, then a good one whose
+        # Accounting-Response proves the garbage before it was read (UDP from one socket, in order)
+        radius_before = pna.counters["Pk.refused"]
+        radius_port = pna.ports["radius"]
+        transport, proto = await loop.create_datagram_endpoint(UdpClient, local_addr=("127.0.0.1", 0))
+        try:
+            for _ in range(100):
+                code = rng.choice([4, 4, 1, 5, 0, 255])
+                attrs = secrets.token_bytes(rng.randrange(0, 60))
+                length = rng.choice([20 + len(attrs), 4096, 3])
+                packet = struct.pack("!BBH", code, rng.randrange(256), length) + secrets.token_bytes(16) + attrs
+                transport.sendto(packet, ("127.0.0.1", radius_port))
+            secret = b"demo-radius-secret"
+            record = eradius.AccountingRecord("start", "s-fuzz", "15550001", framed_ip="10.0.0.9", nas_identifier="ggsn1")
+            good = eradius.build_accounting_request(record, secret, 7)
+            transport.sendto(good, ("127.0.0.1", radius_port))
+            async with asyncio.timeout(5):
+                answer = await proto.queue.get()
+            assert eradius.verify_accounting_response(good, answer, secret)
+        finally:
+            transport.close()
+        assert pna.counters["Pk.refused"] - radius_before == 100
+
+        # Pc/Pg: lines that are not the feed's JSON, or not authenticated
+        feed_port = pna.ports["feed"]
+        for garbage in (b"{\n", b"[]\n", b'{"v": 1, "type": "hello"}\n', b'{"v": 99}\n',
+                        secrets.token_bytes(300) + b"\n", b"x" * 100000 + b"\n"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", feed_port)
+            try:
+                writer.write(garbage)
+                async with asyncio.timeout(5):
+                    await reader.read(65536)  # its refusal, or the end of the connection
+            finally:
+                writer.close()
+        refused = {k: v for k, v in pna.counters.items() if ".refused" in k}
+        assert sum(v for k, v in refused.items() if k.startswith(("Pc", "Pg"))) >= 5, refused
+        assert pea.counters["Pex.refused"] >= 1
         await network_still_works(net)
         assert code_errors(net) == dict.fromkeys(code_errors(net), 0)
     assert not unhandled, unhandled
