@@ -43,6 +43,30 @@ async def test_same_network_watcher_refresh_and_unsubscribe(tmp_path: Path) -> N
         assert not net.nodes["ps"].core.subscriptions
 
 
+async def test_watcher_behind_a_nat_gets_its_notifies(tmp_path: Path) -> None:
+    """An ordinary SIP phone behind a NAT: its Contact names an address only it can reach.
+
+    bob registers with SIP Digest over plain UDP, his Contact says 127.0.0.2:9 (where
+    nothing listens: his address behind the NAT); the P-CSCF sends what is for him to
+    where his REGISTER came from, so his NOTIFYs arrive.
+    """
+    nat_contact = "<sip:bob@127.0.0.2:9>"
+    async with running_network(tmp_path) as net:
+        alice = await net.ue("alice")
+        await alice.agent.publish(doc("open", "through the NAT"))
+        bob = await net.ue("bob", auth="digest", register=False)
+        bob._contact = lambda: nat_contact  # type: ignore[method-assign]
+        bob.agent.contact = lambda: nat_contact  # type: ignore[method-assign]
+        await bob.register()
+        sub = await bob.agent.subscribe(ALICE)
+        assert sub.response is not None and sub.response.status == 200
+        n = await sub.next()
+        assert pidf.parse(n.body).tuples[0].notes[0].text == "through the NAT"
+        reg = net.nodes["pcscf"].by_impu["sip:bob@home1.net"]
+        assert (reg.contact_host, reg.contact_port) == ("127.0.0.2", 9)
+        assert reg.source.port != 9
+
+
 async def test_watcher_identity_is_the_asserted_one(tmp_path: Path) -> None:
     async with running_network(tmp_path) as net:
         bob = await net.ue("bob")

@@ -680,10 +680,10 @@ class Pcscf(SipNode):
             transport = reg.source.transport if reg.source.transport in PROTECTED else "esp-udp"
             destination = Address(transport, reg.secagree.ue_host, reg.secagree.sa_set.peer_port_s)
         elif reg.source.transport in ("udp", "tcp", "tls"):
-            if reg.source.transport == "udp":
-                destination = Address("udp", reg.contact_host, reg.contact_port)
-            else:
-                destination = reg.source
+            # where its REGISTER came from: the same as its Contact for a UE with an address of
+            # its own, the NAT's mapping for one behind a NAT (a phone on the host of a
+            # docker-compose network, whose Contact names an address only it can reach)
+            destination = reg.source
         else:
             destination = Address("udp", reg.contact_host, reg.contact_port)
         await self.forward(incoming, fwd, destination=destination)
