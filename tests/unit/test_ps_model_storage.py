@@ -371,27 +371,6 @@ async def test_sqlite_read_only_database_is_a_store_error(
     assert "readonly" in str(info.value)
 
 
-def test_open_store_specs(tmp_path: Path) -> None:
-    assert isinstance(open_store("memory"), MemoryStore)
-    sqlite_store = open_store(f"sqlite:{tmp_path / 'x.db'}")
-    assert isinstance(sqlite_store, SqliteStore)
-    assert sqlite_store.path == tmp_path / "x.db"
-    with pytest.raises(StoreError, match=r"sqlite store needs a path: sqlite:PATH"):
-        open_store("sqlite:")
-    with pytest.raises(StoreError, match=r"unknown store 'redis': memory or sqlite:PATH"):
-        open_store("redis")
-
-
-async def test_memory_store_open_close() -> None:
-    store = MemoryStore()
-    assert not store.opened
-    await store.open()
-    assert store.opened
-    store.put("k", "a", {"v": 1})
-    await store.close()
-    assert not store.opened
-
-
 _FIRST_SCHEMA = """
 CREATE TABLE records (
     kind TEXT NOT NULL,
@@ -481,3 +460,25 @@ async def test_sqlite_first_schema_read_only_is_a_store_error_and_unchanged(
         assert db.execute("SELECT kind, key, value FROM records").fetchall() == [
             ("publication", "e1", '{"v": 1}')
         ]
+
+
+def test_open_store_specs(tmp_path: Path) -> None:
+    assert isinstance(open_store("memory"), MemoryStore)
+    sqlite_store = open_store(f"sqlite:{tmp_path / 'x.db'}")
+    assert isinstance(sqlite_store, SqliteStore)
+    assert sqlite_store.path == tmp_path / "x.db"
+    with pytest.raises(StoreError, match=r"sqlite store needs a path: sqlite:PATH"):
+        open_store("sqlite:")
+    with pytest.raises(StoreError, match=r"unknown store 'redis': memory or sqlite:PATH"):
+        open_store("redis")
+
+
+async def test_memory_store_open_close() -> None:
+    store = MemoryStore()
+    assert not store.opened
+    await store.open()
+    assert store.opened
+    store.put("k", "a", {"v": 1})
+    await store.close()
+    assert not store.opened
+
