@@ -481,4 +481,3 @@ async def test_memory_store_open_close() -> None:
     store.put("k", "a", {"v": 1})
     await store.close()
     assert not store.opened
-
