@@ -291,9 +291,8 @@ class PresenceCore:
             etag=etag,
             presentity=presentity,
             event=package.name,
-            source_id=(
-                self.canonical(publisher) if origin.source_class == "ue" else origin.source_id
-            ),
+            # a UE publishes only for itself: canonical(publisher) == presentity (checked above)
+            source_id=presentity if origin.source_class == "ue" else origin.source_id,
             source_class=origin.source_class,
             interface=_publish_interface(origin),
             asserted_identity=publisher,
