@@ -546,7 +546,8 @@ def _document(root: etree._Element, expected_entity: str | None) -> PresenceDocu
 # notes. Anything else (RPID elements other than activities, locations, extensions,
 # attributes it does not know, a suspicious value) answers False and the document
 # goes through ``_document``, which accepts or names the defect. It never raises.
-# tests/property/test_doc_props.py checks that it accepts nothing ``parse`` refuses.
+# tests/property/test_pidf_validate_props.py checks that it accepts nothing ``parse``
+# refuses.
 
 _T_ACTIVITIES = clark(RPID_NS, "activities")
 _RPID_PREFIX = "{" + RPID_NS + "}"
