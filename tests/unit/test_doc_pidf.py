@@ -553,3 +553,69 @@ def test_invalid_samples_are_rejected_by_validate(path: Path) -> None:
 def test_validate_refuses_unknown_roots() -> None:
     with pytest.raises(DocumentError, match="no schema for root namespace urn:x"):
         validate.validate(b'<a xmlns="urn:x"/>')
+
+
+# --- pidf.validate: the PUBLISH check that builds no model ------------------------------
+
+_USUAL_BODIES = [
+    pidf.build(PresenceDocument("sip:alice@home1.net", (PresenceTuple("t1", "open"),))),
+    pidf.build(
+        PresenceDocument(
+            " sip:alice@home1.net ",
+            (
+                PresenceTuple(
+                    "t1", "open", Contact("sip:alice@192.0.2.1", 0.8), (Note("at my desk"),),
+                    datetime(2026, 11, 28, 12, 0, tzinfo=UTC), ("urn:uuid:d1",),
+                ),
+                PresenceTuple("t2", None),
+            ),
+            (Person("p1", Activities(("busy", "on-the-phone"), (Note("x"),), (Note("y"),)),
+                    notes=(Note("n", "en"),), timestamp=datetime(2026, 11, 28, 12, 0)),),
+            (Device("d1", "urn:uuid:d1", notes=(Note("phone"),)),),
+            (Note("hello"),),
+        )
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("body", _USUAL_BODIES)
+def test_validate_checks_the_usual_shapes_in_its_own_walk(
+    body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entity = pidf.parse(body).entity
+    monkeypatch.setattr(pidf, "_document", None)  # the walk alone must answer
+    assert pidf.validate(body) == entity == entity.strip()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pidf.build(PresenceDocument("sip:a@b", (PresenceTuple("t1", "open", class_="x"),))),
+        pidf.build(PresenceDocument("sip:a@b", persons=(Person("p1", mood=Mood(("happy",))),))),
+        pidf.build(PresenceDocument("sip:a@b", extensions=(b'<x:e xmlns:x="urn:x"/>',))),
+    ],
+)
+def test_validate_takes_parse_for_the_other_shapes(body: bytes) -> None:
+    from presence_ims.documents.xml import parse_xml
+
+    assert not pidf._usual(parse_xml(body))
+    assert pidf.validate(body) == pidf.parse(body).entity == "sip:a@b"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<presence",
+        b'<presence xmlns="urn:ietf:params:xml:ns:pidf"/>',
+        _USUAL_BODIES[0].replace(b"open", b"opened"),
+        _USUAL_BODIES[1].replace(b'id="d1"', b'id="t1"'),
+        _USUAL_BODIES[1].replace(b"busy", b"bussy"),
+        _USUAL_BODIES[1].replace(b"2026-11-28T12:00:00Z", b"2026-11-28T25:00:00Z"),
+    ],
+)
+def test_validate_refuses_with_parse_reason(body: bytes) -> None:
+    with pytest.raises(DocumentError) as expected:
+        pidf.parse(body)
+    with pytest.raises(DocumentError) as got:
+        pidf.validate(body)
+    assert got.value.reason == expected.value.reason

@@ -463,6 +463,55 @@ def test_publish_invalid_pidf_is_400_naming_the_defect(body: bytes, defect: str)
     assert core.publications == {}
 
 
+_EXTENDED = (
+    b'<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:x="urn:example:caps" '
+    b'entity="sip:alice@home1.net"><tuple id="t1"><status><basic>open</basic></status>'
+    b"<x:caps><x:audio/></x:caps></tuple></presence>"
+)
+"""A body outside the shapes ``pidf.validate`` checks in its own walk (an extension)."""
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (  # refused by parse's own checks behind validate's walk
+            _EXTENDED.replace(b"<x:caps>", b'<x:caps mustUnderstand="true">'),
+            "unsupported mustUnderstand extension: {urn:example:caps}caps",
+        ),
+        (presence().replace(b'id="t1"', b'id="1"'), "tuple id is not an XML ID: '1'"),
+        (presence(entity=BOB), "PIDF entity does not match presentity"),
+    ],
+)
+def test_unwatched_publish_refuses_what_parse_refuses(body: bytes, reason: str) -> None:
+    core = make_core()
+    out = core.publish(publish_request(body), OPEN, T0)
+    assert out.reply is not None
+    assert (out.reply.status, out.reply.reason) == (400, reason)
+    with pytest.raises(pidf.DocumentError):
+        pidf.parse(body, ALICE)
+    assert core.publications == {}
+
+
+@pytest.mark.parametrize("body", [presence(activity="busy", note="n"), _EXTENDED])
+def test_unwatched_publish_keeps_no_model_and_composes_it_when_watched(body: bytes) -> None:
+    core = make_core(default_sub_handling="allow")
+    etag = published(core, body=body)
+    assert core._docs == {}  # checked, not built: nobody watches alice
+    out = Watcher(BOB).subscribe(core, T0 + 1)
+    assert doc_of(only(out.notifies)).tuples == pidf.parse(body).tuples
+    assert etag in core._docs  # built once composed, kept while watched
+    modified = published(core, T0 + 2, etag=etag, body=presence("sip:alice@home1.net", "closed"))
+    assert core._docs.keys() == {modified}  # watched: the model is built at once
+
+
+def test_entity_tags_are_fresh_random_hex() -> None:
+    core = make_core()
+    etags = [core._new_etag() for _ in range(200)]  # more than one batch
+    assert len(set(etags)) == 200
+    assert all(len(e) == 16 and int(e, 16) >= 0 for e in etags)
+    assert len({e[:4] for e in etags}) > 100  # not a counter
+
+
 def test_412_cases() -> None:
     core = make_core()
     etag = published(core, expires=100)

@@ -371,6 +371,97 @@ async def test_sqlite_read_only_database_is_a_store_error(
     assert "readonly" in str(info.value)
 
 
+_FIRST_SCHEMA = """
+CREATE TABLE records (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+"""
+
+
+def _records_sql(path: Path) -> str:
+    with sqlite3.connect(path) as db:
+        row = db.execute("SELECT sql FROM sqlite_master WHERE name = 'records'").fetchone()
+    return str(row[0])
+
+
+async def test_sqlite_new_database_keeps_records_in_a_rowid_table(tmp_path: Path) -> None:
+    path = tmp_path / "ps.db"
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    assert "WITHOUT ROWID" not in _records_sql(path).upper()
+
+
+async def test_sqlite_database_of_the_first_schema_is_migrated_whole(tmp_path: Path) -> None:
+    path = tmp_path / "ps.db"
+    pub = publication(body='<presence entity="sip:a@b"/>\udcff'.encode("utf-8", "surrogateescape"))
+    rows = [
+        ("publication", pub.etag, json.dumps(pub.to_dict())),
+        ("subscription", "s1", json.dumps(subscription().to_dict())),
+        ("ps", "run", json.dumps({"clean": False})),
+    ] + [("publication", f"e{i:03d}", json.dumps({"v": i})) for i in range(300)]
+    with sqlite3.connect(path) as db:
+        db.executescript(_FIRST_SCHEMA)
+        db.executemany("INSERT INTO records VALUES (?, ?, ?)", rows)
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert "WITHOUT ROWID" not in _records_sql(path).upper()
+        pubs = await store.load("publication")
+        assert len(pubs) == 301
+        assert PublicationRecord.from_dict(pubs[pub.etag]) == pub
+        assert [k for k in pubs if k != pub.etag] == [f"e{i:03d}" for i in range(300)]
+        subs = await store.load("subscription")
+        assert SubscriptionRecord.from_dict(subs["s1"]) == subscription()
+        assert await store.load("ps") == {"run": {"clean": False}}
+        store.put("publication", "e000", {"v": "new"})
+        store.delete("publication", "e001")
+    finally:
+        await store.close()
+    again = SqliteStore(path)
+    await again.open()
+    try:
+        pubs = await again.load("publication")
+        assert len(pubs) == 300
+        assert pubs["e000"] == {"v": "new"}
+        assert "e001" not in pubs
+    finally:
+        await again.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+async def test_sqlite_first_schema_read_only_is_a_store_error_and_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ps.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(_FIRST_SCHEMA)
+        db.execute("INSERT INTO records VALUES ('publication', 'e1', '{\"v\": 1}')")
+    original = sqlite3.connect
+
+    def read_only(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection: sqlite3.Connection = original(
+            f"file:{database}?mode=ro", *args, uri=True, **kwargs
+        )
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", read_only)
+    with pytest.raises(StoreError) as info:
+        await SqliteStore(path).open()
+    assert str(path) in str(info.value)
+    assert "readonly" in str(info.value)
+    monkeypatch.undo()
+    assert "WITHOUT ROWID" in _records_sql(path).upper()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT kind, key, value FROM records").fetchall() == [
+            ("publication", "e1", '{"v": 1}')
+        ]
+
+
 def test_open_store_specs(tmp_path: Path) -> None:
     assert isinstance(open_store("memory"), MemoryStore)
     sqlite_store = open_store(f"sqlite:{tmp_path / 'x.db'}")

@@ -55,6 +55,7 @@ from .xml import (
     clark,
     element_from_bytes,
     format_datetime,
+    is_ncname,
     new_root,
     parse_datetime,
     parse_xml,
@@ -77,6 +78,7 @@ __all__ = [
     "parse",
     "presentity_key",
     "same_presentity",
+    "validate",
 ]
 
 PIDF_NS = "urn:ietf:params:xml:ns:pidf"
@@ -472,7 +474,25 @@ def parse(
     data: bytes, expected_entity: str | None = None, *, max_size: int = DEFAULT_MAX_SIZE
 ) -> PresenceDocument:
     """Parse a PIDF body; with ``expected_entity``, its entity must name that presentity."""
+    return _document(parse_xml(data, max_size=max_size), expected_entity)
+
+
+def validate(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> str:
+    """The entity of a body that :func:`parse` accepts, without building the model.
+
+    Accepts and refuses exactly what :func:`parse` does, with the same
+    :class:`DocumentError` reason: the usual shapes (below) are checked in one walk
+    that builds nothing, every other document goes through :func:`parse`'s own
+    checks on the same tree. For a PUBLISH nobody watches yet, whose model is only
+    needed when it is composed.
+    """
     root = parse_xml(data, max_size=max_size)
+    if _usual(root):
+        return (root.get("entity") or "").strip()
+    return _document(root, None).entity
+
+
+def _document(root: etree._Element, expected_entity: str | None) -> PresenceDocument:
     if root.tag != _T_PRESENCE:
         raise DocumentError(f"not a PIDF document: root is {root.tag}")
     entity = (root.get("entity") or "").strip()
@@ -515,6 +535,183 @@ def parse(
     return PresenceDocument(
         entity, tuple(tuples), tuple(persons), tuple(devices), tuple(notes), tuple(extensions)
     )
+
+
+# --- the usual shapes, checked without building the model -----------------------------
+#
+# ``_usual(root)`` is True only for documents that ``_document`` certainly accepts:
+# tuples with status/basic, contact (plain priority), notes, a timestamp and
+# deviceIDs; persons with notes, a timestamp and rpid:activities (no attributes, no
+# extensions); devices with their deviceID, notes and a timestamp; presence-level
+# notes. Anything else (RPID elements other than activities, locations, extensions,
+# attributes it does not know, a suspicious value) answers False and the document
+# goes through ``_document``, which accepts or names the defect. It never raises.
+# tests/property/test_pidf_validate_props.py checks that it accepts nothing ``parse``
+# refuses.
+
+_T_ACTIVITIES = clark(RPID_NS, "activities")
+_RPID_PREFIX = "{" + RPID_NS + "}"
+_RPID_PREFIX_LEN = len(_RPID_PREFIX)
+_PRIORITY_MATCH = _PRIORITY.match
+_BASIC_VALUES = frozenset({"open", "closed"})
+
+
+def _usual_id(el: etree._Element, ids: set[str]) -> bool:
+    ident = el.get("id")
+    if not ident or ident in ids or not is_ncname(ident):
+        return False
+    ids.add(ident)
+    return True
+
+
+def _usual_timestamp(el: etree._Element) -> bool:
+    if len(el):
+        return False
+    try:
+        parse_datetime((el.text or "").strip(), "timestamp")
+    except DocumentError:
+        return False
+    return True
+
+
+def _usual_tuple(el: etree._Element, ids: set[str]) -> bool:
+    if not _usual_id(el, ids):
+        return False
+    status = contact = timestamp = False
+    for child in el:
+        tag = child.tag
+        if tag == _T_STATUS:
+            if status:
+                return False
+            status = True
+            basic = False
+            for item in child:
+                if (
+                    basic
+                    or item.tag != _T_BASIC
+                    or len(item)
+                    or (item.text or "").strip() not in _BASIC_VALUES
+                ):
+                    return False
+                basic = True
+        elif tag == _T_CONTACT:
+            if contact or len(child) or not (child.text or "").strip():
+                return False
+            contact = True
+            priority = child.get("priority")
+            if priority is not None:
+                if not _PRIORITY_MATCH(priority):
+                    return False
+                try:
+                    float(priority)
+                except ValueError:
+                    return False
+        elif tag == _T_NOTE:
+            if len(child):
+                return False
+        elif tag == _T_TIMESTAMP:
+            if timestamp or not _usual_timestamp(child):
+                return False
+            timestamp = True
+        elif tag == _T_DEVICE_ID:
+            if len(child) or not (child.text or "").strip():
+                return False
+        else:
+            return False
+    return status
+
+
+def _usual_activities(el: etree._Element) -> bool:
+    if el.attrib:
+        return False
+    seen: set[str] = set()
+    other = False
+    for child in el:
+        tag = child.tag
+        if type(tag) is not str or not tag.startswith(_RPID_PREFIX) or len(child):
+            return False
+        local = tag[_RPID_PREFIX_LEN:]
+        if local == "note":
+            continue
+        if local == "other":
+            other = True
+        elif (
+            (local in rpid.ACTIVITIES or local == "unknown")
+            and local not in seen
+            and not (child.text or "").strip()
+        ):
+            seen.add(local)
+        else:
+            return False
+    return not ("unknown" in seen and (len(seen) > 1 or other))
+
+
+def _usual_person(el: etree._Element, ids: set[str]) -> bool:
+    if not _usual_id(el, ids):
+        return False
+    timestamp = activities = False
+    for child in el:
+        tag = child.tag
+        if tag == _T_DM_NOTE:
+            if len(child):
+                return False
+        elif tag == _T_DM_TIMESTAMP:
+            if timestamp or not _usual_timestamp(child):
+                return False
+            timestamp = True
+        elif tag == _T_ACTIVITIES:
+            if activities or not _usual_activities(child):
+                return False
+            activities = True
+        else:
+            return False
+    return True
+
+
+def _usual_device(el: etree._Element, ids: set[str]) -> bool:
+    if not _usual_id(el, ids):
+        return False
+    timestamp = device_id = False
+    for child in el:
+        tag = child.tag
+        if tag == _T_DEVICE_ID:
+            if device_id or len(child) or not (child.text or "").strip():
+                return False
+            device_id = True
+        elif tag == _T_DM_NOTE:
+            if len(child):
+                return False
+        elif tag == _T_DM_TIMESTAMP:
+            if timestamp or not _usual_timestamp(child):
+                return False
+            timestamp = True
+        else:
+            return False
+    return device_id
+
+
+def _usual(root: etree._Element) -> bool:
+    """Whether ``_document(root)`` certainly accepts ``root`` (see above)."""
+    if root.tag != _T_PRESENCE or not (root.get("entity") or "").strip():
+        return False
+    ids: set[str] = set()
+    for child in root:
+        tag = child.tag
+        if tag == _T_TUPLE:
+            if not _usual_tuple(child, ids):
+                return False
+        elif tag == _T_PERSON:
+            if not _usual_person(child, ids):
+                return False
+        elif tag == _T_DEVICE:
+            if not _usual_device(child, ids):
+                return False
+        elif tag == _T_NOTE:
+            if len(child):
+                return False
+        else:
+            return False
+    return True
 
 
 # --- building -------------------------------------------------------------------------

@@ -33,6 +33,7 @@ __all__ = [
     "format_bool",
     "format_datetime",
     "hardened_parser",
+    "is_ncname",
     "new_root",
     "parse_bool",
     "parse_datetime",
@@ -170,6 +171,11 @@ def check_ncname(value: str, what: str) -> str:
     if not _NCNAME.match(value):
         raise DocumentError(f"{what} is not an XML ID: {value!r}")
     return value
+
+
+def is_ncname(value: str) -> bool:
+    """Whether :func:`check_ncname` accepts ``value``."""
+    return _NCNAME.match(value) is not None
 
 
 # --- xs:boolean ---------------------------------------------------------------------

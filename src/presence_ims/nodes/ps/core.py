@@ -165,6 +165,7 @@ class PresenceCore:
         self._canonical: dict[str, str] = {}
         self._uris: dict[str, URI] = {}
         self._routes: dict[str, NameAddr] = {}
+        self._etag_pool: list[str] = []
 
     # -- helpers --------------------------------------------------------------------
     def canonical(self, uri: str) -> str:
@@ -261,31 +262,37 @@ class PresenceCore:
             out = Outcome(Reply(200, None, (("Expires", "0"),)))
             return out.merge(self._remove_publication(existing.etag, now))
         document: pidf.PresenceDocument | None = None
+        """The body's model, when it is needed now (watched presentity, element policy)."""
         if body:
             if request.headers.get("content-type") != PIDF:  # else the plain type, unparsed
                 ctype = request.content_type
                 if ctype is None or ctype.mime != PIDF:
                     return _reply(415, None, ("Accept", PIDF))
             try:
-                document = pidf.parse(body)
+                if origin.allowed_elements is not None or presentity in self.watchers_of:
+                    document = pidf.parse(body)
+                    entity = document.entity
+                else:
+                    # checked as parse checks it; the model is built once it is composed
+                    entity = pidf.validate(body)
             except DocumentError as exc:
                 self._count("publish_bad_body")
                 return _reply(400, exc.reason)
-            if self.canonical(document.entity) != presentity:
+            if self.canonical(entity) != presentity:
                 self._count("publish_bad_body")
                 return _reply(400, "PIDF entity does not match presentity")
             if origin.allowed_elements is not None:
+                assert document is not None
                 bad = _element_kinds(document) - origin.allowed_elements
                 if bad:
                     return _reply(403, f"Publisher may not publish {', '.join(sorted(bad))}")
-        etag = secrets.token_hex(8)
+        etag = self._new_etag()
         record = PublicationRecord(
             etag=etag,
             presentity=presentity,
             event=package.name,
-            source_id=(
-                self.canonical(publisher) if origin.source_class == "ue" else origin.source_id
-            ),
+            # a UE publishes only for itself: canonical(publisher) == presentity (checked above)
+            source_id=presentity if origin.source_class == "ue" else origin.source_id,
             source_class=origin.source_class,
             interface=_publish_interface(origin),
             asserted_identity=publisher,
@@ -299,7 +306,7 @@ class PresenceCore:
             previous = self._docs.get(existing.etag)
             self._drop_publication(existing.etag)
             out.delete_publications.append(existing.etag)
-            if document is None and previous is not None:
+            if not body and previous is not None:
                 self._docs[etag] = previous
         self.publications[etag] = record
         self.pubs_of.setdefault(presentity, set()).add(etag)
@@ -308,10 +315,19 @@ class PresenceCore:
             self._docs[etag] = document
         self._schedule(record.expires_at, "pub", etag)
         out.save_publications.append(record)
-        if document is not None or existing is None:
+        if body or existing is None:
             self._changed(presentity)
             self._notify_presentity(presentity, now, out)
         return out
+
+    def _new_etag(self) -> str:
+        """A fresh entity-tag: 64 random bits from the system's CSPRNG, as 16 hex digits
+        (``secrets.token_hex(8)``), drawn 64 at a time."""
+        pool = self._etag_pool
+        if not pool:
+            block = secrets.token_hex(8 * _ETAG_BATCH)
+            pool.extend(block[i : i + 16] for i in range(0, len(block), 16))
+        return pool.pop()
 
     def _publisher_identity(self, request: Request, origin: Origin) -> str | Outcome:
         if origin.trusted:
@@ -854,7 +870,7 @@ class PresenceCore:
                 out.delete_publications.append(record.etag)
                 continue
             try:
-                pidf.parse(record.body)  # kept parsed once watched (see _document)
+                pidf.validate(record.body)  # the model is built once composed (_document)
             except DocumentError:
                 out.delete_publications.append(record.etag)
                 continue
@@ -888,6 +904,9 @@ _ALLOW_ALL = replace(presrules.owner_permissions(), provenance=False, matched_ru
 
 _PLAIN_EVENTS = dict(PACKAGES)
 """Event header values that need no parsing: a package name alone, as written."""
+
+_ETAG_BATCH = 64
+"""Entity-tags drawn from the CSPRNG in one call."""
 
 _PARSED_CACHE = 4096
 """Remote targets and routes kept parsed (the busiest subscriptions' dialogs)."""
