@@ -25,7 +25,9 @@ from .common import NodeStartError
 from .ps.node import PsStartError
 
 ROLES = ("hss", "ps", "scscf", "icscf", "pcscf", "pna", "pea", "sim")
-STOP_ORDER = ("sim", "pea", "pna", "ps", "pcscf", "icscf", "scscf", "hss")
+# who still needs whom while stopping: the PS's final NOTIFYs go through the S-CSCF and the
+# P-CSCF, the S-CSCF's final reg-event NOTIFYs through the P-CSCF
+STOP_ORDER = ("sim", "pea", "pna", "ps", "scscf", "pcscf", "icscf", "hss")
 
 
 class Node(Protocol):

@@ -190,6 +190,9 @@ class SipEndpoint:
         self._handler: RequestHandler | None = None
         self._stray: StrayHandler | None = None
         self._pending: dict[TransactionKey, Callable[[Response], None]] = {}
+        self._no_pending = asyncio.Event()
+        """Set while no client transaction awaits its final response (see :meth:`drain`)."""
+        self._no_pending.set()
         self._provisional: dict[TransactionKey, Callable[[Response], None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -261,11 +264,21 @@ class SipEndpoint:
         t = self.transports[transport]
         return Address(t.name, t.host, t.port)
 
+    async def drain(self) -> None:
+        """Wait until every request sent (or relayed) has its final response or has failed.
+
+        A node stopping gracefully waits for this, bounded, before :meth:`close`: a proxy
+        still relaying responses (the 200 to a NOTIFY on its way back) would otherwise
+        drop them, and the sender would end that subscription on its timeout.
+        """
+        await self._no_pending.wait()
+
     async def close(self) -> None:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
         self._pending.clear()
+        self._no_pending.set()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -310,6 +323,7 @@ class SipEndpoint:
             request.headers.add("User-Agent", self.user_agent)
         key = self.layer.send_request(request, destination, self._now())
         self._pending[key] = on_final
+        self._no_pending.clear()
         if on_provisional is not None:
             self._provisional[key] = on_provisional
         self._flush()
@@ -541,12 +555,16 @@ class SipEndpoint:
             return
         callback = self._pending.pop(event.transaction, None)
         self._provisional.pop(event.transaction, None)
+        if not self._pending:
+            self._no_pending.set()
         if callback is not None:
             self._call(callback, event.response)
 
     def _on_failure(self, event: TransactionTimedOut | TransactionTransportError) -> None:
         callback = self._pending.pop(event.transaction, None)
         self._provisional.pop(event.transaction, None)
+        if not self._pending:
+            self._no_pending.set()
         timed_out = isinstance(event, TransactionTimedOut)
         status = 408 if timed_out else 503
         reason = "Request Timeout" if timed_out else "Service Unavailable (transport error)"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import secrets
 import ssl
@@ -93,6 +94,8 @@ class ScscfConfig(BaseModel):
     """Longest registration granted (seconds)."""
     auth_timeout: float = Field(30.0, gt=0)
     """Seconds a challenge stays valid."""
+    stop_grace: float = Field(1.0, ge=0)
+    """Seconds a stopping S-CSCF waits for the answers to what it sent or relays."""
     reg_event_expires: int = Field(3600, ge=60)
     """Default expiry of reg-event subscriptions (seconds)."""
     reg_watchers: tuple[str, ...] = ("sip:pcscf.home1.net", "sip:pna.home1.net")
@@ -181,15 +184,20 @@ class Scscf(SipNode):
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        # final NOTIFYs out (deactivated: subscribe again when we are back) and what is being
+        # relayed answered (one second at most), then no more SIP (requests in progress are
+        # cancelled), then the store is flushed and closed
+        for sub in list(self.reg_subs.values()):
+            self._end_reg_subscription(sub, "deactivated")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.stop_grace):
+                await self.endpoint.drain()
+        await self.stop_sip()
         try:
             await self.store.close()
         except StoreError as exc:
             self.log.error("store_close_failed", reason=str(exc))
-        for sub in list(self.reg_subs.values()):
-            self._end_reg_subscription(sub, "deactivated")
-        await asyncio.sleep(0)
         await self.hss.close()
-        await self.stop_sip()
 
     # -- helpers ----------------------------------------------------------------------------
     def _interface_of(self, peer: Any, msg: Any, direction: str) -> str:
