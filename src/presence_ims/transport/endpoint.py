@@ -303,12 +303,13 @@ class SipEndpoint:
         if destination.transport not in self.transports:
             on_final(make_response(request, 503, f"no {destination.transport} transport"))
             return None
+        branch = branch or new_branch()
         request.headers.prepend("Via", self.via_for(destination, branch))
         if "max-forwards" not in request.headers:
             request.headers.add("Max-Forwards", "70")
         if self.user_agent and "user-agent" not in request.headers:
             request.headers.add("User-Agent", self.user_agent)
-        key = self.layer.send_request(request, destination, self._now())
+        key = self.layer.send_request(request, destination, self._now(), branch=branch)
         self._pending[key] = on_final
         if on_provisional is not None:
             self._provisional[key] = on_provisional
