@@ -1474,3 +1474,36 @@ def test_opaque_id_depends_on_the_secret() -> None:
     assert a.opaque_id(BOB) == a.opaque_id(BOB)
     assert a.opaque_id(BOB) != b.opaque_id(BOB)
     assert len(a.opaque_id(BOB)) == 20 and "bob" not in a.opaque_id(BOB)
+
+
+@pytest.mark.parametrize(
+    ("routes", "remote_tag"),
+    [
+        ([], "w1"),
+        ([], ""),
+        (["<sip:pcscf.home1.net;lr>", "<sip:scscf.home1.net;lr>"], "w1"),
+        (["<sip:strict.home1.net>", "<sip:next.home1.net;lr>"], "w1"),
+    ],
+)
+def test_notify_requests_are_what_the_dialog_builds(routes: list[str], remote_tag: str) -> None:
+    """The core's NOTIFY builder (names pre-normalised, parsed targets kept) gives the
+    same request as ``Dialog.build_request``, header for header and byte for byte."""
+    from presence_ims.sip.dialog import Dialog
+
+    core = make_core()
+
+    def dialog() -> Dialog:
+        return Dialog("c1@x", "ps1", remote_tag, "<sip:alice@home1.net>", "<sip:bob@home1.net>",
+                      "sip:bob@192.0.2.7:5070;transport=udp", list(routes), local_cseq=4)
+
+    headers = [("Event", "presence"), ("Subscription-State", "active;expires=60"),
+               ("Content-Type", "application/pidf+xml")]
+    ours, theirs = dialog(), dialog()
+    for _ in range(2):  # the second time from the kept parsed target and route
+        keyed = [(n.lower(), n, v) for n, v in headers]
+        got = core._in_dialog_request(ours, "NOTIFY", keyed, b"<x/>")
+        want = theirs.build_request("NOTIFY", headers=headers, body=b"<x/>", contact=core.contact)
+        assert list(got.headers) == list(want.headers) and got.headers == want.headers
+        assert str(got.uri) == str(want.uri)
+        assert got.serialize() == want.serialize()
+        assert ours.local_cseq == theirs.local_cseq

@@ -390,3 +390,31 @@ async def test_memory_store_open_close() -> None:
     store.put("k", "a", {"v": 1})
     await store.close()
     assert not store.opened
+
+
+def test_notify_address_is_shared_by_watchers_behind_one_address() -> None:
+    """NOTIFY destinations are kept per resolved inputs: watchers at one host and port
+    share an entry, and what resolves differently (port, transport, routes) does not."""
+    from presence_ims.nodes.ps.config import PsConfig
+    from presence_ims.nodes.ps.node import PresenceServer
+    from presence_ims.sip import Headers, Request, parse_uri
+    from presence_ims.sip.transaction import Address
+
+    ps = PresenceServer(PsConfig(trust="open", sip=("udp:127.0.0.1:0",), store="memory"))
+    ps.endpoint.transports = {"udp": object(), "tcp": object()}  # type: ignore[dict-item]
+    dest = {"transport": "udp", "host": "192.0.2.7", "port": 5070}
+
+    def address(target: str, routes: tuple[str, ...] = ()) -> Address:
+        d = Dialog("c", "l", "r", "<sip:a@x>", "<sip:b@x>", target, list(routes))
+        request = Request(Headers([("Route", r) for r in routes]), b"", "NOTIFY", parse_uri(target))
+        return ps._notify_address(d, request, dest)
+
+    a = address("sip:w1@192.0.2.7:5070")
+    assert a == Address("udp", "192.0.2.7", 5070)
+    assert address("sip:w2@192.0.2.7:5070") == a
+    assert len(ps._addresses) == 1
+    assert address("sip:w3@192.0.2.7:5071") == Address("udp", "192.0.2.7", 5071)
+    assert address("sip:w1@192.0.2.7:5070;transport=tcp") == Address("tcp", "192.0.2.7", 5070)
+    assert address("sip:w1@192.0.2.7:5070", ("<sip:192.0.2.9:5080;lr>",)) == Address(
+        "udp", "192.0.2.9", 5080)
+    assert len(ps._addresses) == 4

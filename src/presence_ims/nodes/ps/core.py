@@ -627,25 +627,27 @@ class PresenceCore:
             ctype = WINFO
         event = sub.event if sub.event_id is None else f"{sub.event};id={sub.event_id}"
         headers = [
-            ("Event", event),
-            ("Subscription-State", self._subscription_state(sub, now, fetch)),
+            ("event", "Event", event),
+            ("subscription-state", "Subscription-State", self._subscription_state(sub, now, fetch)),
         ]
         if ctype:
-            headers.append(("Content-Type", ctype))
+            headers.append(("content-type", "Content-Type", ctype))
         request = self._in_dialog_request(sub.dialog, "NOTIFY", headers, body)
         sub.last_notify_at = now
         self._count("notify")
         return OutgoingNotify(sub.id, request, sub.destination, sub.state == "terminated" or fetch)
 
     def _in_dialog_request(
-        self, dialog: Dialog, method: str, headers: list[tuple[str, str]], body: bytes
+        self, dialog: Dialog, method: str, headers: list[tuple[str, str, str]], body: bytes
     ) -> Request:
         """What ``dialog.build_request(method, headers=..., body=..., contact=self.contact)``
         builds (RFC 3261 12.2.1.1, loose or strict routing), with the parsed remote target
-        and first route kept between NOTIFYs and the header list built in one go."""
+        and first route kept between NOTIFYs and the header list built in one go, its
+        names already normalised (``headers``: ``(key, name, value)``, as in
+        :meth:`Headers.from_keyed`)."""
         dialog.local_cseq += 1
         target = self._parsed_uri(dialog.remote_target)
-        fields: list[tuple[str, str]] = []
+        fields: list[tuple[str, str, str]] = []
         routes = dialog.route_set
         if routes:
             first = self._parsed_route(routes[0])
@@ -653,18 +655,18 @@ class PresenceCore:
                 # strict router: it becomes the Request-URI, the remote target the last Route
                 target = first.uri
                 routes = [*routes[1:], f"<{dialog.remote_target}>"]
-            fields.extend(("Route", r) for r in routes)
-        fields.append(("From", f"{dialog.local_uri};tag={dialog.local_tag}"))
+            fields.extend(("route", "Route", r) for r in routes)
+        fields.append(("from", "From", f"{dialog.local_uri};tag={dialog.local_tag}"))
         fields.append(
-            ("To", f"{dialog.remote_uri};tag={dialog.remote_tag}" if dialog.remote_tag
+            ("to", "To", f"{dialog.remote_uri};tag={dialog.remote_tag}" if dialog.remote_tag
              else dialog.remote_uri)
         )
-        fields.append(("Call-ID", dialog.call_id))
-        fields.append(("CSeq", f"{dialog.local_cseq} {method}"))
+        fields.append(("call-id", "Call-ID", dialog.call_id))
+        fields.append(("cseq", "CSeq", f"{dialog.local_cseq} {method}"))
         if self.contact:
-            fields.append(("Contact", self.contact))
+            fields.append(("contact", "Contact", self.contact))
         fields.extend(headers)
-        return Request(Headers(fields), body, method, target)
+        return Request(Headers.from_keyed(fields), body, method, target)
 
     def _parsed_uri(self, text: str) -> URI:
         uri = self._uris.get(text)

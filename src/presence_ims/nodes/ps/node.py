@@ -18,7 +18,7 @@ from typing import Any
 from ...documents import presrules
 from ...documents.xml import DocumentError
 from ...logging import get_logger
-from ...sip import Response
+from ...sip import Response, SipURI
 from ...sip.checks import check_method, check_require, check_uri_scheme
 from ...sip.transaction import Address
 from ...storage import Store, StoreError, open_store
@@ -108,7 +108,7 @@ class PresenceServer:
         self._counters_dirty: set[str] = set()
         """Subscriptions whose NOTIFY counters moved since they were last persisted."""
         self._counters_at = 0.0
-        self._addresses: dict[tuple[Any, str, str], Address] = {}
+        self._addresses: dict[tuple[Any, ...], Address] = {}
         self._destinations: dict[tuple[str, str, int], dict[str, Any]] = {}
         self._open_origins: dict[tuple[str, str, int, bool], Origin] = {}
         """(Request-URI, first Route, default transport) -> where the NOTIFYs go."""
@@ -395,9 +395,16 @@ class PresenceServer:
         """Where an in-dialog request goes: first Route, else the Request-URI (resolved).
 
         Kept per (Request-URI, first Route, default transport): that is all it depends on.
+        Without a route set only the Request-URI's scheme, host, port and parameters
+        matter (``Resolver.resolve``), so watchers behind one address share an entry.
         """
         default = destination["transport"] if destination else self.contact_transport
-        key = (request.uri, request.headers.get("route") or "", default)
+        uri = request.uri
+        key: tuple[Any, ...]
+        if dialog is not None and not dialog.route_set and isinstance(uri, SipURI):
+            key = (uri.scheme, uri.host, uri.port, uri.params, default)
+        else:
+            key = (uri, request.headers.get("route") or "", default)
         address = self._addresses.get(key)
         if address is None:
             address = self._resolve_notify(request, destination, default)
