@@ -44,6 +44,10 @@ PS_METHODS = frozenset({"PUBLISH", "SUBSCRIBE", "OPTIONS", "ACK"})
 COUNTERS_PERSIST_INTERVAL = 10.0
 CSEQ_SAVE_EVERY = 500
 CRASH_CSEQ_SLACK = 1000
+COUNTERS_SLICE = 256
+"""Records the periodic counter write persists per loop turn: with 100,000 watchers
+all notified since the last write, writing them in one go would hold the loop for
+seconds, delaying every receive and NOTIFY behind it."""
 RUN_MARKER = ("ps", "run")
 """Store kind and key of ``{"clean": bool}``: did the last run stop cleanly."""
 
@@ -365,6 +369,32 @@ class PresenceServer:
             if sub is not None:
                 self._put_subscription(sub, sub.persisted_state())
 
+    async def _persist_counters_sliced(self) -> None:
+        """:meth:`_persist_counters`, :data:`COUNTERS_SLICE` records per loop turn.
+
+        A record written meanwhile (another change, or its CSeq reaching
+        ``CSEQ_SAVE_EVERY``) is not written again; what is left when the task is
+        cancelled goes back to the dirty set, for the final write at stop.
+        """
+        pending = list(self._counters_dirty)
+        self._counters_dirty = set()
+        live = self.core.subscriptions
+        done = 0
+        try:
+            while done < len(pending):
+                if done:
+                    await asyncio.sleep(0)
+                for sub_id in pending[done : done + COUNTERS_SLICE]:
+                    done += 1
+                    sub = live.get(sub_id)
+                    if sub is None:
+                        continue
+                    state = sub.persisted_state()
+                    if sub.saved != state or sub.saved_cseq != sub.dialog.local_cseq:
+                        self._put_subscription(sub, state)
+        finally:
+            self._counters_dirty.update(pending[done:])
+
     def _send_notify(self, sub_id: str, request: Any, destination: dict[str, Any] | None) -> None:
         sub = self.core.subscriptions.get(sub_id)
         try:
@@ -451,7 +481,7 @@ class PresenceServer:
             await asyncio.sleep(self.config.flush_interval)
             if self._counters_dirty and loop.time() - self._counters_at >= COUNTERS_PERSIST_INTERVAL:
                 self._counters_at = loop.time()
-                self._persist_counters()
+                await self._persist_counters_sliced()
             try:
                 await self.store.flush()
             except StoreError as exc:
