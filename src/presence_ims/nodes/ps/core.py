@@ -443,15 +443,16 @@ class PresenceCore:
         expires = self._expires(request, self.config.default_subscribe_expires)
         if isinstance(expires, Outcome):
             return expires
-        to_tag = request.to.tag
-        if to_tag:
-            return self._resubscribe(request, package, expires, now)
+        to = request.to
+        if to.tag:
+            return self._resubscribe(request, package, expires, now, to)
         accept = [
             sys.intern(a.split(";")[0].strip().lower()) for a in request.headers.get_all("accept")
         ]
         if accept and package.content_type not in accept and "*/*" not in accept:
             return _reply(406, None, ("Accept", package.content_type))
-        if not request.contacts:
+        contacts = request.contacts
+        if not contacts:
             return _reply(400, "SUBSCRIBE without Contact")
         presentity = self.canonical(str(request.ruri))
         if self.known_user is not None and not self.known_user(presentity):
@@ -459,10 +460,10 @@ class PresenceCore:
         identity = self._watcher_identity(request, origin)
         if isinstance(identity, Outcome):
             return identity
-        watcher, display, authenticated, anonymous = identity
+        watcher, display, authenticated, anonymous, frm = identity
         local_tag = secrets.token_hex(8)
         try:
-            dialog = Dialog.from_uas_request(request, local_tag)
+            dialog = Dialog.from_uas_request(request, local_tag, from_=frm, to=to, contacts=contacts)
         except SipParseError as exc:
             return _reply(400, exc.reason)
         raw_event = request.headers.get("event") or ""
@@ -523,7 +524,9 @@ class PresenceCore:
 
     def _watcher_identity(
         self, request: Request, origin: Origin
-    ) -> tuple[str, str | None, bool, bool] | Outcome:
+    ) -> tuple[str, str | None, bool, bool, NameAddr] | Outcome:
+        """Who watches: identity, display name, authenticated, anonymous, and the From
+        header it read (parsed once for the dialog too)."""
         privacy = {p.strip().lower() for p in (request.headers.get("privacy") or "").split(";")}
         try:
             frm = request.from_
@@ -537,11 +540,11 @@ class PresenceCore:
                     uri = str(parse_name_addr(pai[0], "P-Asserted-Identity").uri)
                 except SipParseError:
                     return _reply(400, "malformed P-Asserted-Identity header")
-                return uri, None if anonymous else frm.display_name, True, anonymous
+                return uri, None if anonymous else frm.display_name, True, anonymous, frm
             # a trusted peer without PAI: an unauthenticated watcher (e.g. from a foreign network)
-            return str(frm.uri), frm.display_name, False, anonymous
+            return str(frm.uri), frm.display_name, False, anonymous, frm
         # open trust mode: From is taken as the identity (documented lab mode)
-        return str(frm.uri), frm.display_name, origin.source_id == "open", anonymous
+        return str(frm.uri), frm.display_name, origin.source_id == "open", anonymous, frm
 
     def _add_subscription(self, sub: SubscriptionRecord) -> None:
         self.subscriptions[sub.id] = sub
@@ -561,17 +564,22 @@ class PresenceCore:
                 del index[sub.presentity]
         self._dirty.discard(sub.id)
 
-    def find_dialog(self, request: Request) -> SubscriptionRecord | None:
+    def find_dialog(self, request: Request, to: NameAddr | None = None) -> SubscriptionRecord | None:
+        """The subscription of an in-dialog request (``to``: its To header, if parsed)."""
         try:
-            sub_id = self.by_dialog.get(dialog_id_of_request(request))
+            if to is None:
+                dialog_id = dialog_id_of_request(request)
+            else:
+                dialog_id = (request.call_id, to.tag or "", request.from_.tag or "")
+            sub_id = self.by_dialog.get(dialog_id)
         except SipParseError:
             return None
         return self.subscriptions.get(sub_id) if sub_id else None
 
     def _resubscribe(
-        self, request: Request, package: EventPackage, expires: int, now: float
+        self, request: Request, package: EventPackage, expires: int, now: float, to: NameAddr
     ) -> Outcome:
-        sub = self.find_dialog(request)
+        sub = self.find_dialog(request, to)
         if sub is None or sub.event != package.name:
             return _reply(481, "Subscription does not exist")
         if not sub.dialog.accept_remote_cseq(request):

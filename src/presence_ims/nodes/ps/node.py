@@ -430,11 +430,12 @@ class PresenceServer:
         """
         default = destination["transport"] if destination else self.contact_transport
         uri = request.uri
+        route = request.headers.get("route")
         key: tuple[Any, ...]
-        if dialog is not None and not dialog.route_set and isinstance(uri, SipURI):
+        if route is None and isinstance(uri, SipURI):
             key = (uri.scheme, uri.host, uri.port, uri.params, default)
         else:
-            key = (uri, request.headers.get("route") or "", default)
+            key = (uri, route or "", default)
         address = self._addresses.get(key)
         if address is None:
             address = self._resolve_notify(request, destination, default)
