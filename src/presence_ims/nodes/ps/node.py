@@ -13,6 +13,7 @@ import fnmatch
 import hashlib
 import ssl
 import time
+from collections import deque
 from typing import Any
 
 from ...documents import presrules
@@ -45,6 +46,12 @@ COUNTERS_PERSIST_INTERVAL = 10.0
 CSEQ_SAVE_EVERY = 500
 CRASH_CSEQ_SLACK = 1000
 COUNTERS_SLICE = 256
+NOTIFY_BATCH = 64
+"""NOTIFYs sent per loop turn. An outcome with more (a presentity with many watchers,
+a rule change, a restart) is queued: this many go out at once and the rest over the
+following loop turns, receives being read in between. NOTIFYs leave in the order the
+core made them, queued ones first; each counts as sent for the core (one in flight per
+subscription, RFC 6446 coalescing) from the moment it is queued."""
 """Records the periodic counter write persists per loop turn: with 100,000 watchers
 all notified since the last write, writing them in one go would hold the loop for
 seconds, delaying every receive and NOTIFY behind it."""
@@ -115,6 +122,9 @@ class PresenceServer:
         self._addresses: dict[tuple[Any, ...], Address] = {}
         self._destinations: dict[tuple[str, str, int], dict[str, Any]] = {}
         self._open_origins: dict[tuple[str, str, int, bool], Origin] = {}
+        self._notify_queue: deque[tuple[str, Any, dict[str, Any] | None]] = deque()
+        """NOTIFYs made but not yet sent (see NOTIFY_BATCH), oldest first."""
+        self._notify_drain: asyncio.Handle | None = None
         """(Request-URI, first Route, default transport) -> where the NOTIFYs go."""
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -164,6 +174,10 @@ class PresenceServer:
                     self.log.warning("final_notifies_unanswered", count=self._inflight)
         if self._timer is not None:
             self._timer.cancel()
+        if self._notify_drain is not None:  # what is still queued is not sent any more
+            self._notify_drain.cancel()
+            self._notify_drain = None
+        self._notify_queue.clear()
         if self.xcap is not None:
             await self.xcap.stop()
         for task in list(self._tasks):
@@ -339,9 +353,35 @@ class PresenceServer:
         for sub in outcome.save_subscriptions:
             if sub.id in live:
                 self._save_subscription(sub)
-        for notify in outcome.notifies:
-            self._send_notify(notify.subscription_id, notify.request, notify.destination)
+        notifies = outcome.notifies
+        if notifies:
+            if not self._notify_queue and len(notifies) <= NOTIFY_BATCH:
+                for notify in notifies:
+                    self._send_notify(notify.subscription_id, notify.request, notify.destination)
+            else:
+                self._queue_notifies(notifies)
         self._arm()
+
+    def _queue_notifies(self, notifies: list[Any]) -> None:
+        """Queue NOTIFYs behind those already waiting, and send the first batch now."""
+        queue = self._notify_queue
+        for notify in notifies:
+            self.core.notify_sent(notify.subscription_id)
+            self._inflight += 1
+            queue.append((notify.subscription_id, notify.request, notify.destination))
+        self._idle.clear()
+        if self._notify_drain is None:
+            self._drain_notifies()
+
+    def _drain_notifies(self) -> None:
+        """Send one batch of queued NOTIFYs; come back next loop turn for the rest."""
+        self._notify_drain = None
+        queue = self._notify_queue
+        for _ in range(min(NOTIFY_BATCH, len(queue))):
+            sub_id, request, destination = queue.popleft()
+            self._send_notify(sub_id, request, destination, queued=True)
+        if queue:
+            self._notify_drain = asyncio.get_running_loop().call_soon(self._drain_notifies)
 
     def _save_subscription(self, sub: SubscriptionRecord) -> None:
         """Persist ``sub`` now, or later when only its NOTIFY counters moved (see above)."""
@@ -395,17 +435,25 @@ class PresenceServer:
         finally:
             self._counters_dirty.update(pending[done:])
 
-    def _send_notify(self, sub_id: str, request: Any, destination: dict[str, Any] | None) -> None:
+    def _send_notify(
+        self, sub_id: str, request: Any, destination: dict[str, Any] | None, *, queued: bool = False
+    ) -> None:
+        """Start a NOTIFY transaction (``queued``: already counted as sent when queued)."""
         sub = self.core.subscriptions.get(sub_id)
         try:
             address = self._notify_address(sub.dialog if sub else None, request, destination)
         except ResolveError as exc:
             self.log.warning("notify_unroutable", reason=str(exc))
+            if queued:
+                self._inflight -= 1
+                if self._inflight == 0:
+                    self._idle.set()
             self._apply(self.core.notify_done(sub_id, 503, self.clock()), None)
             return
-        self.core.notify_sent(sub_id)
-        self._inflight += 1
-        self._idle.clear()
+        if not queued:
+            self.core.notify_sent(sub_id)
+            self._inflight += 1
+            self._idle.clear()
 
         def done(response: Response) -> None:
             self._inflight -= 1
