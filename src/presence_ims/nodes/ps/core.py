@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import hmac
+import re
 import secrets
 import sys
 from collections.abc import Callable, Iterable
@@ -157,6 +158,9 @@ class PresenceCore:
         self._bodies: dict[str, dict[tuple[Any, ...], bytes]] = {}
         """Presentity -> (permissions, resource URI) -> the PIDF body built for them from
         the current composed document (watchers with the same rights share one)."""
+        self._unpublished: dict[presrules.Permissions | None, bytes] = {}
+        """Permissions -> the body of a presentity without publications, for a
+        placeholder entity (see :meth:`_unpublished_body`); b"": not applicable."""
         self._timers: list[tuple[float, int, str, str]] = []
         self._seq = 0
         self._inflight: set[str] = set()
@@ -415,6 +419,10 @@ class PresenceCore:
         if sub.polite_block:
             return _neutral_body(sub.resource_uri)
         perms = self.permissions(sub, now)
+        if sub.presentity not in self.pubs_of:
+            unpublished = self._unpublished_body(perms, sub.resource_uri)
+            if unpublished is not None:
+                return unpublished
         bodies = self._bodies.get(sub.presentity)
         if bodies is None:
             bodies = self._bodies[sub.presentity] = {}
@@ -433,6 +441,35 @@ class PresenceCore:
         if len(bodies) < _BODIES_PER_PRESENTITY:
             bodies[key] = body
         return body
+
+    def _unpublished_body(
+        self, perms: presrules.Permissions | None, resource_uri: str
+    ) -> bytes | None:
+        """The body of a presentity nothing is published for, without composing it.
+
+        With no publication the composed document is the same for every presentity
+        but its entity, and so is what the permissions make of it; it is built once
+        per permissions for a placeholder entity, and the resource URI is written in
+        its place (only for a URI of plain characters, which XML writes as they are:
+        else, and if the placeholder does not appear exactly once, ``None``).
+        """
+        if not _PLAIN_ATTRIBUTE.fullmatch(resource_uri):
+            return None
+        template = self._unpublished.get(perms)
+        if template is None:
+            composed = composer.compose(_PLACEHOLDER, [], self.config.compose_policy)
+            if perms is not None and perms.provenance:
+                document = composer.with_provenance(composed)
+            else:
+                document = composed.document
+            document = presrules.transform(document, perms)
+            built = pidf.build(_with_entity(document, _PLACEHOLDER))
+            template = built if built.count(_PLACEHOLDER_BYTES) == 1 else b""
+            if len(self._unpublished) < _BODIES_PER_PRESENTITY:
+                self._unpublished[perms] = template
+        if not template:
+            return None
+        return template.replace(_PLACEHOLDER_BYTES, resource_uri.encode())
 
     # -- SUBSCRIBE (RFC 6665 4.2.1, RFC 3856) -----------------------------------------
     def subscribe(self, request: Request, origin: Origin, now: float) -> Outcome:
@@ -904,6 +941,12 @@ _PARSED_CACHE = 4096
 
 _BODIES_PER_PRESENTITY = 64
 """Distinct (permissions, resource URI) bodies kept per presentity and composed document."""
+
+_PLACEHOLDER = "sip:placeholder-6d1f0c@presence.invalid"
+_PLACEHOLDER_BYTES = _PLACEHOLDER.encode()
+_PLAIN_ATTRIBUTE = re.compile(r"[!#-%(-;=?-~]+")
+"""Printable ASCII but the quotes, ``&``, ``<`` and ``>``: written as it is in an XML
+attribute value (no character reference), so substituting it in the bytes is exact."""
 
 
 @lru_cache(maxsize=1024)
