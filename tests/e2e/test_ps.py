@@ -426,3 +426,39 @@ async def test_corrupt_database_stops_the_node_with_a_clear_error(tmp_path: Path
     ps = PresenceServer(PsConfig(trust="open", sip=("udp:127.0.0.1:0",), store=f"sqlite:{db}"))
     with pytest.raises(PsStartError, match=r"ps\.db"):
         await ps.start()
+
+
+async def test_large_fan_out_goes_out_in_batches_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fan-out larger than NOTIFY_BATCH is queued and sent over several loop turns:
+    the PUBLISH is answered at once, every watcher gets the new state exactly once, in
+    CSeq order, and a change while NOTIFYs are queued waits for them (RFC 6446 in flight)."""
+    from presence_ims.nodes.ps import node as ps_node
+
+    monkeypatch.setattr(ps_node, "NOTIFY_BATCH", 2)
+    async with presence_server(default_sub_handling="allow") as h:
+        alice = await h.ua(ALICE)
+        watchers = [await h.ua(f"sip:w{i}@home1.net") for i in range(7)]
+        subs = [await w.subscribe(ALICE) for w in watchers]
+        firsts = [await s.next() for s in subs]
+        assert all(n.state == "active" for n in firsts)
+        sent: list[str] = []
+        real_send = h.ps._send_notify
+
+        def spy(sub_id: str, *args: Any, **kwargs: Any) -> None:
+            sent.append(sub_id)
+            real_send(sub_id, *args, **kwargs)
+
+        h.ps._send_notify = spy  # type: ignore[method-assign]
+        r = await alice.publish(pidf_doc("open", note="one"))
+        assert r.status == 200
+        r2 = await alice.publish(pidf_doc("closed", note="two"), etag=r.headers.get("sip-etag"))
+        assert r2.status == 200
+        for sub, first in zip(subs, firsts, strict=True):
+            seen = [await sub.next()]
+            while pidf.parse(seen[-1].body).tuples[0].basic != "closed":
+                seen.append(await sub.next())
+            cseqs = [first.request.cseq.seq] + [n.request.cseq.seq for n in seen]
+            assert cseqs == sorted(cseqs) and len(set(cseqs)) == len(cseqs)
+            assert [pidf.parse(n.body).tuples[0].notes[0].text for n in seen][-1] == "two"
+        assert len(sent) >= len(watchers)
+        assert not h.ps._notify_queue and h.ps._notify_drain is None

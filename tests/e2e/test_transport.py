@@ -502,3 +502,16 @@ async def test_a_timer_the_loop_runs_early_still_fires(
     ep._on_timer()  # the loop calls back early
     assert ep.stats["tx_request"] == 2  # Timer E fired: the request went out again
     assert ep._timer_at is not None and ep._timer_at > due
+
+
+def test_branches_are_new_branch_shaped_and_unique_across_blocks() -> None:
+    """The endpoint's branches: magic cookie and 64 random bits, as ``new_branch()``,
+    none repeated over several random blocks."""
+    import re
+
+    from presence_ims.transport.endpoint import _new_branch
+
+    per_block = _new_branch.BLOCK // _new_branch.SIZE
+    branches = [_new_branch() for _ in range(3 * per_block + 5)]
+    assert len(set(branches)) == len(branches)
+    assert all(re.fullmatch(r"z9hG4bK[0-9a-f]{16}", b) for b in branches)

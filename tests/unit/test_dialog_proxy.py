@@ -82,6 +82,16 @@ def response(text_headers: Iterable[str], status: int = 200) -> Response:
 # -- dialogs ------------------------------------------------------------------------------------------
 
 
+def test_uas_dialog_from_already_parsed_headers_is_the_same() -> None:
+    req = request(headers=["Record-Route: <sip:pcscf.home1.net;lr>"], cseq=3)
+    parsed = Dialog.from_uas_request(
+        req, "pstag", from_=req.from_, to=req.to, contacts=req.contacts
+    )
+    assert parsed == Dialog.from_uas_request(req, "pstag")
+    with pytest.raises(SipParseError):
+        Dialog.from_uas_request(req, "t", contacts=[*req.contacts, *req.contacts])
+
+
 def test_uas_dialog_from_a_subscribe() -> None:
     req = request(
         headers=[

@@ -481,3 +481,90 @@ async def test_memory_store_open_close() -> None:
     store.put("k", "a", {"v": 1})
     await store.close()
     assert not store.opened
+
+
+def test_notify_address_is_shared_by_watchers_behind_one_address() -> None:
+    """NOTIFY destinations are kept per resolved inputs: watchers at one host and port
+    share an entry, and what resolves differently (port, transport, routes) does not."""
+    from presence_ims.nodes.ps.config import PsConfig
+    from presence_ims.nodes.ps.node import PresenceServer
+    from presence_ims.sip import Headers, Request, parse_uri
+    from presence_ims.sip.transaction import Address
+
+    ps = PresenceServer(PsConfig(trust="open", sip=("udp:127.0.0.1:0",), store="memory"))
+    ps.endpoint.transports = {"udp": object(), "tcp": object()}  # type: ignore[dict-item]
+    dest = {"transport": "udp", "host": "192.0.2.7", "port": 5070}
+
+    def address(target: str, routes: tuple[str, ...] = ()) -> Address:
+        d = Dialog("c", "l", "r", "<sip:a@x>", "<sip:b@x>", target, list(routes))
+        request = Request(Headers([("Route", r) for r in routes]), b"", "NOTIFY", parse_uri(target))
+        return ps._notify_address(d, request, dest)
+
+    a = address("sip:w1@192.0.2.7:5070")
+    assert a == Address("udp", "192.0.2.7", 5070)
+    assert address("sip:w2@192.0.2.7:5070") == a
+    assert len(ps._addresses) == 1
+    assert address("sip:w3@192.0.2.7:5071") == Address("udp", "192.0.2.7", 5071)
+    assert address("sip:w1@192.0.2.7:5070;transport=tcp") == Address("tcp", "192.0.2.7", 5070)
+    assert address("sip:w1@192.0.2.7:5070", ("<sip:192.0.2.9:5080;lr>",)) == Address(
+        "udp", "192.0.2.9", 5080)
+    assert len(ps._addresses) == 4
+
+
+async def test_periodic_counter_write_goes_in_slices_and_survives_cancellation() -> None:
+    """The periodic write of NOTIFY counters lets the loop run between slices, skips
+    records written meanwhile, and gives back to the dirty set (for the final write at
+    stop) what a cancellation left unwritten."""
+    import asyncio
+
+    from presence_ims.nodes.ps import node as ps_node
+    from presence_ims.nodes.ps.config import PsConfig
+    from presence_ims.nodes.ps.node import PresenceServer
+
+    ps = PresenceServer(PsConfig(trust="open", sip=("udp:127.0.0.1:0",), store="memory"))
+    await ps.store.open()
+    n = 2 * ps_node.COUNTERS_SLICE + 10
+    subs = [subscription(f"s{i}") for i in range(n)]
+    for sub in subs:
+        ps.core.subscriptions[sub.id] = sub
+        ps._save_subscription(sub)  # first write: at once
+        sub.dialog.local_cseq += 3  # then NOTIFYs: counters only, persisted lazily
+        ps._save_subscription(sub)
+    assert ps._counters_dirty == {s.id for s in subs}
+
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    worker = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    start = turns
+    await ps._persist_counters_sliced()
+    assert turns - start >= 2  # the loop ran between the three slices
+    stored = (await ps.store.load("subscription"))
+    assert all(stored[s.id]["dialog"]["local_cseq"] == s.dialog.local_cseq for s in subs)
+    assert ps._counters_dirty == set()
+
+    # cancelled after the first slice: the rest goes back to the dirty set
+    for sub in subs:
+        sub.dialog.local_cseq += 1
+        ps._save_subscription(sub)
+    task = asyncio.create_task(ps._persist_counters_sliced())
+    await asyncio.sleep(0)  # the first slice is written, then it yields
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    worker.cancel()
+    left = ps._counters_dirty
+    assert len(left) == n - ps_node.COUNTERS_SLICE
+    stored = (await ps.store.load("subscription"))
+    for sub in subs:
+        written = stored[sub.id]["dialog"]["local_cseq"] == sub.dialog.local_cseq
+        assert written == (sub.id not in left)
+    ps._persist_counters()  # what stop() does
+    stored = (await ps.store.load("subscription"))
+    assert all(stored[s.id]["dialog"]["local_cseq"] == s.dialog.local_cseq for s in subs)

@@ -53,7 +53,7 @@ from presence_ims.sip.transaction import (
     server_key,
     stamp_via,
 )
-from presence_ims.sip.transaction.machines import Transaction
+from presence_ims.sip.transaction.machines import CompletedNict, Transaction
 
 E = TypeVar("E")
 
@@ -280,6 +280,124 @@ def test_nict_final_response_then_timer_k() -> None:
     assert side.layer.state(key) is None
     assert side.times("PUBLISH") == [0.0, 0.5]  # no retransmission after the 200
     assert not side.of(TransactionTimedOut)
+
+
+def test_completed_nict_over_udp_keeps_only_timer_k() -> None:
+    side, key, req = client("NOTIFY")
+    side.layer.receive_response(respond_to(req, 200), UAS, 0.1)
+    side.pump(0.1)
+    done = side.layer._completed[key]
+    assert isinstance(done, CompletedNict) and done.deadline == pytest.approx(5.1)
+    assert key not in side.layer._txns
+    assert side.layer.state(key) is State.COMPLETED and len(side.layer) == 1
+    # retransmitted responses, even another status, and a transport error are absorbed
+    for status in (200, 481):
+        side.layer.receive_response(respond_to(req, status), UAS, 1.0)
+    side.layer.transport_error(key, 1.0)
+    side.pump(1.0)
+    assert len(side.of(ResponseReceived)) == 1
+    assert not side.of(StrayResponse) and not side.of(TransactionTransportError)
+    side.run_until(5.09)
+    assert side.layer.state(key) is State.COMPLETED
+    side.run_until(5.1)
+    assert side.layer.state(key) is None and len(side.layer) == 0
+    assert side.of(TransactionTerminated) == [TransactionTerminated(key)]
+    assert side.times("NOTIFY") == [0.0]
+    assert side.layer.get_timer() is None
+    # afterwards the same response is a stray one, as before
+    side.layer.receive_response(respond_to(req, 200), UAS, 6.0)
+    side.pump(6.0)
+    assert len(side.of(StrayResponse)) == 1
+
+
+def test_completed_nict_late_final_timer_f_is_ignored_and_k_ends_it() -> None:
+    side, key, req = client("NOTIFY")
+    side.run_until(30.0)
+    side.layer.receive_response(respond_to(req, 200), UAS, 30.0)
+    side.pump(30.0)
+    side.run_until(34.9, 30.0)  # Timer F (32 s) would have fired into Completed: nothing
+    assert side.layer.state(key) is State.COMPLETED and not side.of(TransactionTimedOut)
+    side.run_until(35.0, 34.9)
+    assert side.layer.state(key) is None
+    assert side.of(TransactionTerminated) == [TransactionTerminated(key)]
+
+
+def test_timers_of_heap_and_both_queues_fire_in_deadline_order() -> None:
+    layer = TransactionLayer()
+    side = Side(layer)
+    order: list[tuple[float, TransactionKey]] = []
+    # NICTs completed at t (K at t + 5), NISTs answered at t (J at t + 32), an INVITE
+    # client transaction (heap: A, B) and a NICT left unanswered (heap: E, F)
+    for i, t in enumerate((0.0, 10.0, 20.0, 29.0)):
+        req = make_request("NOTIFY", branch=f"z9hG4bKc{i}", call_id=f"c{i}")
+        key = layer.send_request(req, UAS, t)
+        layer.receive_response(respond_to(req, 200), UAS, t)
+        order.append((t + 5.0, key))
+        incoming = reparse(make_request("PUBLISH", branch=f"z9hG4bKs{i}", call_id=f"s{i}"))
+        layer.receive_request(incoming, UAC, t)
+        side.pump(t)
+        skey = side.of(RequestReceived)[-1].transaction
+        assert skey is not None
+        layer.send_response(skey, make_response(incoming, 200, to_tag="x"), t)
+        order.append((t + 32.0, skey))
+        side.pump(t)
+    lost = make_request("OPTIONS", branch="z9hG4bKlost", call_id="lost")
+    order.append((32.0, layer.send_request(lost, UAS, 0.0)))
+    side.pump(0.0)
+    side.run_until(100.0)
+    ended = [e.transaction for e in side.of(TransactionTerminated)]
+    assert ended == [k for _, k in sorted(order, key=lambda p: p[0])]
+    assert len(layer) == 0 and layer.get_timer() is None
+
+
+VIA_SAMPLES = [
+    "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1",
+    "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport=5060;received=192.0.2.9",
+    "SIP/2.0/UDP h;rport;branch=z9hG4bK1",
+    "SIP/2.0/UDP h;BRANCH=z9hG4bKup",
+    "SIP/2.0/UDP h;branch=a;branch=b",
+    "SIP/2.0/UDP h;branch=",
+    "SIP/2.0/UDP h;branch",
+    "SIP/2.0/UDP h;rport=99999;branch=z9hG4bK1",
+    "SIP/2.0/UDP h:70000;branch=z9hG4bK1",
+    "SIP/2.0/UDP h ; branch = z9hG4bK1",
+    'SIP/2.0/UDP h;x="a;branch=b";branch=c',
+    "SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/UDP g;branch=z9hG4bK2",
+    "SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1;received=2001:db8::9",
+    "SIP/2.0/UDP h;",
+    "SIP/2.0/UDP h",
+    "sip/2.0/udp h;branch=z9hG4bKlow",
+    "garbage;branch=z9hG4bK1",
+    "SIP/2.0/UDP h;branch=z9hG4bK1 ",
+]
+
+
+def _branch_or_error(via: str, fast: bool) -> str | type[SipParseError] | None:
+    from presence_ims.sip.transaction.layer import _top_branch
+
+    response = Response(Headers([("Via", via)]), b"", 200, "OK")
+    try:
+        return _top_branch(response) if fast else response.via.branch
+    except SipParseError:
+        return SipParseError
+
+
+@pytest.mark.parametrize("via", VIA_SAMPLES)
+def test_top_branch_reads_what_parse_via_reads(via: str) -> None:
+    assert _branch_or_error(via, True) == _branch_or_error(via, False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["branch", "BRANCH", "rport", "received", "x", "=", ";", " ", "z9hG4bK",
+                         "1", "65536", '"', ",", ":", "[", "]", "\t", "."]),
+        max_size=12,
+    ),
+)
+def test_top_branch_matches_parse_via_on_random_parameters(parts: list[str]) -> None:
+    via = "SIP/2.0/UDP 192.0.2.1:5060;" + "".join(parts)
+    assert _branch_or_error(via, True) == _branch_or_error(via, False)
 
 
 def test_nict_reliable_no_retransmissions_and_zero_k() -> None:

@@ -41,13 +41,27 @@ class Dialog:
 
     # -- creation -------------------------------------------------------------------
     @classmethod
-    def from_uas_request(cls, request: Request, local_tag: str, *, local_cseq: int = 0) -> Dialog:
-        """The UAS side, from a dialog-creating request (RFC 3261 12.1.1)."""
-        contacts = request.contacts
+    def from_uas_request(
+        cls,
+        request: Request,
+        local_tag: str,
+        *,
+        local_cseq: int = 0,
+        from_: NameAddr | None = None,
+        to: NameAddr | None = None,
+        contacts: list[NameAddr] | None = None,
+    ) -> Dialog:
+        """The UAS side, from a dialog-creating request (RFC 3261 12.1.1).
+
+        ``from_``, ``to``, ``contacts``: the request's headers, when the caller has
+        already parsed them (``request.from_``, ``request.to``, ``request.contacts``).
+        """
+        if contacts is None:
+            contacts = request.contacts
         if len(contacts) != 1:
             raise SipParseError("dialog-creating request needs exactly one Contact")
-        frm = request.from_
-        to = request.to
+        frm = request.from_ if from_ is None else from_
+        to = request.to if to is None else to
         routes = [str(na) for na in request.name_addrs("record-route")]
         return cls(
             call_id=request.call_id,

@@ -104,6 +104,14 @@ class Headers:
         h._fields = fields
         return h
 
+    @classmethod
+    def from_keyed(cls, fields: list[tuple[str, str, str]]) -> Headers:
+        """Headers from ``(key, name, value)`` fields whose key is already
+        ``normalize_name(name)`` and whose name is already the spelling to write
+        (a canonical one): what ``Headers([(name, value), ...])`` holds, without
+        normalising each name again.  The list is taken, not copied."""
+        return cls._from_raw(fields)
+
     def copy(self) -> Headers:
         return Headers._from_raw(list(self._fields))
 
@@ -118,7 +126,10 @@ class Headers:
         if not isinstance(name, str):
             return False
         key = normalize_name(name)
-        return any(k == key for k, _, _ in self._fields)
+        for k, _, _ in self._fields:
+            if k == key:
+                return True
+        return False
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):

@@ -36,7 +36,7 @@ from ..sip import (
     validate_request,
     validate_response,
 )
-from ..sip.headers import via_sent_by_lenient
+from ..sip.headers import MAGIC_COOKIE, via_sent_by_lenient
 from ..sip.transaction import (
     Address,
     RequestReceived,
@@ -50,7 +50,6 @@ from ..sip.transaction import (
     TransactionTimedOut,
     TransactionTransportError,
     Transmit,
-    new_branch,
 )
 from .base import Stats, Transport
 from .tcp import StreamTransport
@@ -97,6 +96,23 @@ class _TagSource:
 
 _new_tag = _TagSource()
 os.register_at_fork(after_in_child=_new_tag.reset)
+
+
+class _BranchSource(_TagSource):
+    """Branches: the magic cookie and 64 random bits, as ``new_branch()`` makes them
+    (``secrets.token_hex(8)``), from the same kind of block (one per client transaction)."""
+
+    __slots__ = ()
+
+    SIZE = 8
+    BLOCK = 4096 // SIZE * SIZE
+
+    def __call__(self) -> str:
+        return MAGIC_COOKIE + _TagSource.__call__(self)
+
+
+_new_branch = _BranchSource()
+os.register_at_fork(after_in_child=_new_branch.reset)
 
 
 def _debug_enabled(log: Any) -> bool:
@@ -295,7 +311,7 @@ class SipEndpoint:
     def via_for(self, destination: Address, branch: str | None = None) -> str:
         t = self.transports[destination.transport]
         rport = ";rport" if not destination.reliable else ""
-        return f"SIP/2.0/{t.via_transport} {t.host}:{t.port};branch={branch or new_branch()}{rport}"
+        return f"SIP/2.0/{t.via_transport} {t.host}:{t.port};branch={branch or _new_branch()}{rport}"
 
     def start_request(
         self,
@@ -316,12 +332,13 @@ class SipEndpoint:
         if destination.transport not in self.transports:
             on_final(make_response(request, 503, f"no {destination.transport} transport"))
             return None
+        branch = branch or _new_branch()
         request.headers.prepend("Via", self.via_for(destination, branch))
         if "max-forwards" not in request.headers:
             request.headers.add("Max-Forwards", "70")
         if self.user_agent and "user-agent" not in request.headers:
             request.headers.add("User-Agent", self.user_agent)
-        key = self.layer.send_request(request, destination, self._now())
+        key = self.layer.send_request(request, destination, self._now(), branch=branch)
         self._pending[key] = on_final
         self._no_pending.clear()
         if on_provisional is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import hmac
+import re
 import secrets
 import sys
 from collections.abc import Callable, Iterable
@@ -157,6 +158,9 @@ class PresenceCore:
         self._bodies: dict[str, dict[tuple[Any, ...], bytes]] = {}
         """Presentity -> (permissions, resource URI) -> the PIDF body built for them from
         the current composed document (watchers with the same rights share one)."""
+        self._unpublished: dict[presrules.Permissions | None, bytes] = {}
+        """Permissions -> the body of a presentity without publications, for a
+        placeholder entity (see :meth:`_unpublished_body`); b"": not applicable."""
         self._timers: list[tuple[float, int, str, str]] = []
         self._seq = 0
         self._inflight: set[str] = set()
@@ -431,6 +435,10 @@ class PresenceCore:
         if sub.polite_block:
             return _neutral_body(sub.resource_uri)
         perms = self.permissions(sub, now)
+        if sub.presentity not in self.pubs_of:
+            unpublished = self._unpublished_body(perms, sub.resource_uri)
+            if unpublished is not None:
+                return unpublished
         bodies = self._bodies.get(sub.presentity)
         if bodies is None:
             bodies = self._bodies[sub.presentity] = {}
@@ -450,6 +458,35 @@ class PresenceCore:
             bodies[key] = body
         return body
 
+    def _unpublished_body(
+        self, perms: presrules.Permissions | None, resource_uri: str
+    ) -> bytes | None:
+        """The body of a presentity nothing is published for, without composing it.
+
+        With no publication the composed document is the same for every presentity
+        but its entity, and so is what the permissions make of it; it is built once
+        per permissions for a placeholder entity, and the resource URI is written in
+        its place (only for a URI of plain characters, which XML writes as they are:
+        else, and if the placeholder does not appear exactly once, ``None``).
+        """
+        if not _PLAIN_ATTRIBUTE.fullmatch(resource_uri):
+            return None
+        template = self._unpublished.get(perms)
+        if template is None:
+            composed = composer.compose(_PLACEHOLDER, [], self.config.compose_policy)
+            if perms is not None and perms.provenance:
+                document = composer.with_provenance(composed)
+            else:
+                document = composed.document
+            document = presrules.transform(document, perms)
+            built = pidf.build(_with_entity(document, _PLACEHOLDER))
+            template = built if built.count(_PLACEHOLDER_BYTES) == 1 else b""
+            if len(self._unpublished) < _BODIES_PER_PRESENTITY:
+                self._unpublished[perms] = template
+        if not template:
+            return None
+        return template.replace(_PLACEHOLDER_BYTES, resource_uri.encode())
+
     # -- SUBSCRIBE (RFC 6665 4.2.1, RFC 3856) -----------------------------------------
     def subscribe(self, request: Request, origin: Origin, now: float) -> Outcome:
         self._count("subscribe")
@@ -459,15 +496,16 @@ class PresenceCore:
         expires = self._expires(request, self.config.default_subscribe_expires)
         if isinstance(expires, Outcome):
             return expires
-        to_tag = request.to.tag
-        if to_tag:
-            return self._resubscribe(request, package, expires, now)
+        to = request.to
+        if to.tag:
+            return self._resubscribe(request, package, expires, now, to)
         accept = [
             sys.intern(a.split(";")[0].strip().lower()) for a in request.headers.get_all("accept")
         ]
         if accept and package.content_type not in accept and "*/*" not in accept:
             return _reply(406, None, ("Accept", package.content_type))
-        if not request.contacts:
+        contacts = request.contacts
+        if not contacts:
             return _reply(400, "SUBSCRIBE without Contact")
         presentity = self.canonical(str(request.ruri))
         if self.known_user is not None and not self.known_user(presentity):
@@ -475,10 +513,10 @@ class PresenceCore:
         identity = self._watcher_identity(request, origin)
         if isinstance(identity, Outcome):
             return identity
-        watcher, display, authenticated, anonymous = identity
+        watcher, display, authenticated, anonymous, frm = identity
         local_tag = secrets.token_hex(8)
         try:
-            dialog = Dialog.from_uas_request(request, local_tag)
+            dialog = Dialog.from_uas_request(request, local_tag, from_=frm, to=to, contacts=contacts)
         except SipParseError as exc:
             return _reply(400, exc.reason)
         raw_event = request.headers.get("event") or ""
@@ -539,7 +577,9 @@ class PresenceCore:
 
     def _watcher_identity(
         self, request: Request, origin: Origin
-    ) -> tuple[str, str | None, bool, bool] | Outcome:
+    ) -> tuple[str, str | None, bool, bool, NameAddr] | Outcome:
+        """Who watches: identity, display name, authenticated, anonymous, and the From
+        header it read (parsed once for the dialog too)."""
         privacy = {p.strip().lower() for p in (request.headers.get("privacy") or "").split(";")}
         try:
             frm = request.from_
@@ -553,11 +593,11 @@ class PresenceCore:
                     uri = str(parse_name_addr(pai[0], "P-Asserted-Identity").uri)
                 except SipParseError:
                     return _reply(400, "malformed P-Asserted-Identity header")
-                return uri, None if anonymous else frm.display_name, True, anonymous
+                return uri, None if anonymous else frm.display_name, True, anonymous, frm
             # a trusted peer without PAI: an unauthenticated watcher (e.g. from a foreign network)
-            return str(frm.uri), frm.display_name, False, anonymous
+            return str(frm.uri), frm.display_name, False, anonymous, frm
         # open trust mode: From is taken as the identity (documented lab mode)
-        return str(frm.uri), frm.display_name, origin.source_id == "open", anonymous
+        return str(frm.uri), frm.display_name, origin.source_id == "open", anonymous, frm
 
     def _add_subscription(self, sub: SubscriptionRecord) -> None:
         self.subscriptions[sub.id] = sub
@@ -577,17 +617,22 @@ class PresenceCore:
                 del index[sub.presentity]
         self._dirty.discard(sub.id)
 
-    def find_dialog(self, request: Request) -> SubscriptionRecord | None:
+    def find_dialog(self, request: Request, to: NameAddr | None = None) -> SubscriptionRecord | None:
+        """The subscription of an in-dialog request (``to``: its To header, if parsed)."""
         try:
-            sub_id = self.by_dialog.get(dialog_id_of_request(request))
+            if to is None:
+                dialog_id = dialog_id_of_request(request)
+            else:
+                dialog_id = (request.call_id, to.tag or "", request.from_.tag or "")
+            sub_id = self.by_dialog.get(dialog_id)
         except SipParseError:
             return None
         return self.subscriptions.get(sub_id) if sub_id else None
 
     def _resubscribe(
-        self, request: Request, package: EventPackage, expires: int, now: float
+        self, request: Request, package: EventPackage, expires: int, now: float, to: NameAddr
     ) -> Outcome:
-        sub = self.find_dialog(request)
+        sub = self.find_dialog(request, to)
         if sub is None or sub.event != package.name:
             return _reply(481, "Subscription does not exist")
         if not sub.dialog.accept_remote_cseq(request):
@@ -643,25 +688,27 @@ class PresenceCore:
             ctype = WINFO
         event = sub.event if sub.event_id is None else f"{sub.event};id={sub.event_id}"
         headers = [
-            ("Event", event),
-            ("Subscription-State", self._subscription_state(sub, now, fetch)),
+            ("event", "Event", event),
+            ("subscription-state", "Subscription-State", self._subscription_state(sub, now, fetch)),
         ]
         if ctype:
-            headers.append(("Content-Type", ctype))
+            headers.append(("content-type", "Content-Type", ctype))
         request = self._in_dialog_request(sub.dialog, "NOTIFY", headers, body)
         sub.last_notify_at = now
         self._count("notify")
         return OutgoingNotify(sub.id, request, sub.destination, sub.state == "terminated" or fetch)
 
     def _in_dialog_request(
-        self, dialog: Dialog, method: str, headers: list[tuple[str, str]], body: bytes
+        self, dialog: Dialog, method: str, headers: list[tuple[str, str, str]], body: bytes
     ) -> Request:
         """What ``dialog.build_request(method, headers=..., body=..., contact=self.contact)``
         builds (RFC 3261 12.2.1.1, loose or strict routing), with the parsed remote target
-        and first route kept between NOTIFYs and the header list built in one go."""
+        and first route kept between NOTIFYs and the header list built in one go, its
+        names already normalised (``headers``: ``(key, name, value)``, as in
+        :meth:`Headers.from_keyed`)."""
         dialog.local_cseq += 1
         target = self._parsed_uri(dialog.remote_target)
-        fields: list[tuple[str, str]] = []
+        fields: list[tuple[str, str, str]] = []
         routes = dialog.route_set
         if routes:
             first = self._parsed_route(routes[0])
@@ -669,18 +716,18 @@ class PresenceCore:
                 # strict router: it becomes the Request-URI, the remote target the last Route
                 target = first.uri
                 routes = [*routes[1:], f"<{dialog.remote_target}>"]
-            fields.extend(("Route", r) for r in routes)
-        fields.append(("From", f"{dialog.local_uri};tag={dialog.local_tag}"))
+            fields.extend(("route", "Route", r) for r in routes)
+        fields.append(("from", "From", f"{dialog.local_uri};tag={dialog.local_tag}"))
         fields.append(
-            ("To", f"{dialog.remote_uri};tag={dialog.remote_tag}" if dialog.remote_tag
+            ("to", "To", f"{dialog.remote_uri};tag={dialog.remote_tag}" if dialog.remote_tag
              else dialog.remote_uri)
         )
-        fields.append(("Call-ID", dialog.call_id))
-        fields.append(("CSeq", f"{dialog.local_cseq} {method}"))
+        fields.append(("call-id", "Call-ID", dialog.call_id))
+        fields.append(("cseq", "CSeq", f"{dialog.local_cseq} {method}"))
         if self.contact:
-            fields.append(("Contact", self.contact))
+            fields.append(("contact", "Contact", self.contact))
         fields.extend(headers)
-        return Request(Headers(fields), body, method, target)
+        return Request(Headers.from_keyed(fields), body, method, target)
 
     def _parsed_uri(self, text: str) -> URI:
         uri = self._uris.get(text)
@@ -913,6 +960,12 @@ _PARSED_CACHE = 4096
 
 _BODIES_PER_PRESENTITY = 64
 """Distinct (permissions, resource URI) bodies kept per presentity and composed document."""
+
+_PLACEHOLDER = "sip:placeholder-6d1f0c@presence.invalid"
+_PLACEHOLDER_BYTES = _PLACEHOLDER.encode()
+_PLAIN_ATTRIBUTE = re.compile(r"[!#-%(-;=?-~]+")
+"""Printable ASCII but the quotes, ``&``, ``<`` and ``>``: written as it is in an XML
+attribute value (no character reference), so substituting it in the bytes is exact."""
 
 
 @lru_cache(maxsize=1024)

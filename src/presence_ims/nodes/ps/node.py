@@ -13,12 +13,13 @@ import fnmatch
 import hashlib
 import ssl
 import time
+from collections import deque
 from typing import Any
 
 from ...documents import presrules
 from ...documents.xml import DocumentError
 from ...logging import get_logger
-from ...sip import Response
+from ...sip import Response, SipURI
 from ...sip.checks import check_method, check_require, check_uri_scheme
 from ...sip.transaction import Address
 from ...storage import Store, StoreError, open_store
@@ -44,6 +45,16 @@ PS_METHODS = frozenset({"PUBLISH", "SUBSCRIBE", "OPTIONS", "ACK"})
 COUNTERS_PERSIST_INTERVAL = 10.0
 CSEQ_SAVE_EVERY = 500
 CRASH_CSEQ_SLACK = 1000
+COUNTERS_SLICE = 256
+NOTIFY_BATCH = 64
+"""NOTIFYs sent per loop turn. An outcome with more (a presentity with many watchers,
+a rule change, a restart) is queued: this many go out at once and the rest over the
+following loop turns, receives being read in between. NOTIFYs leave in the order the
+core made them, queued ones first; each counts as sent for the core (one in flight per
+subscription, RFC 6446 coalescing) from the moment it is queued."""
+"""Records the periodic counter write persists per loop turn: with 100,000 watchers
+all notified since the last write, writing them in one go would hold the loop for
+seconds, delaying every receive and NOTIFY behind it."""
 RUN_MARKER = ("ps", "run")
 """Store kind and key of ``{"clean": bool}``: did the last run stop cleanly."""
 
@@ -108,9 +119,12 @@ class PresenceServer:
         self._counters_dirty: set[str] = set()
         """Subscriptions whose NOTIFY counters moved since they were last persisted."""
         self._counters_at = 0.0
-        self._addresses: dict[tuple[Any, str, str], Address] = {}
+        self._addresses: dict[tuple[Any, ...], Address] = {}
         self._destinations: dict[tuple[str, str, int], dict[str, Any]] = {}
         self._open_origins: dict[tuple[str, str, int, bool], Origin] = {}
+        self._notify_queue: deque[tuple[str, Any, dict[str, Any] | None]] = deque()
+        """NOTIFYs made but not yet sent (see NOTIFY_BATCH), oldest first."""
+        self._notify_drain: asyncio.Handle | None = None
         """(Request-URI, first Route, default transport) -> where the NOTIFYs go."""
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -160,6 +174,10 @@ class PresenceServer:
                     self.log.warning("final_notifies_unanswered", count=self._inflight)
         if self._timer is not None:
             self._timer.cancel()
+        if self._notify_drain is not None:  # what is still queued is not sent any more
+            self._notify_drain.cancel()
+            self._notify_drain = None
+        self._notify_queue.clear()
         if self.xcap is not None:
             await self.xcap.stop()
         for task in list(self._tasks):
@@ -336,9 +354,35 @@ class PresenceServer:
         for sub in outcome.save_subscriptions:
             if sub.id in live:
                 self._save_subscription(sub)
-        for notify in outcome.notifies:
-            self._send_notify(notify.subscription_id, notify.request, notify.destination)
+        notifies = outcome.notifies
+        if notifies:
+            if not self._notify_queue and len(notifies) <= NOTIFY_BATCH:
+                for notify in notifies:
+                    self._send_notify(notify.subscription_id, notify.request, notify.destination)
+            else:
+                self._queue_notifies(notifies)
         self._arm()
+
+    def _queue_notifies(self, notifies: list[Any]) -> None:
+        """Queue NOTIFYs behind those already waiting, and send the first batch now."""
+        queue = self._notify_queue
+        for notify in notifies:
+            self.core.notify_sent(notify.subscription_id)
+            self._inflight += 1
+            queue.append((notify.subscription_id, notify.request, notify.destination))
+        self._idle.clear()
+        if self._notify_drain is None:
+            self._drain_notifies()
+
+    def _drain_notifies(self) -> None:
+        """Send one batch of queued NOTIFYs; come back next loop turn for the rest."""
+        self._notify_drain = None
+        queue = self._notify_queue
+        for _ in range(min(NOTIFY_BATCH, len(queue))):
+            sub_id, request, destination = queue.popleft()
+            self._send_notify(sub_id, request, destination, queued=True)
+        if queue:
+            self._notify_drain = asyncio.get_running_loop().call_soon(self._drain_notifies)
 
     def _save_subscription(self, sub: SubscriptionRecord) -> None:
         """Persist ``sub`` now, or later when only its NOTIFY counters moved (see above)."""
@@ -366,17 +410,51 @@ class PresenceServer:
             if sub is not None:
                 self._put_subscription(sub, sub.persisted_state())
 
-    def _send_notify(self, sub_id: str, request: Any, destination: dict[str, Any] | None) -> None:
+    async def _persist_counters_sliced(self) -> None:
+        """:meth:`_persist_counters`, :data:`COUNTERS_SLICE` records per loop turn.
+
+        A record written meanwhile (another change, or its CSeq reaching
+        ``CSEQ_SAVE_EVERY``) is not written again; what is left when the task is
+        cancelled goes back to the dirty set, for the final write at stop.
+        """
+        pending = list(self._counters_dirty)
+        self._counters_dirty = set()
+        live = self.core.subscriptions
+        done = 0
+        try:
+            while done < len(pending):
+                if done:
+                    await asyncio.sleep(0)
+                for sub_id in pending[done : done + COUNTERS_SLICE]:
+                    done += 1
+                    sub = live.get(sub_id)
+                    if sub is None:
+                        continue
+                    state = sub.persisted_state()
+                    if sub.saved != state or sub.saved_cseq != sub.dialog.local_cseq:
+                        self._put_subscription(sub, state)
+        finally:
+            self._counters_dirty.update(pending[done:])
+
+    def _send_notify(
+        self, sub_id: str, request: Any, destination: dict[str, Any] | None, *, queued: bool = False
+    ) -> None:
+        """Start a NOTIFY transaction (``queued``: already counted as sent when queued)."""
         sub = self.core.subscriptions.get(sub_id)
         try:
             address = self._notify_address(sub.dialog if sub else None, request, destination)
         except ResolveError as exc:
             self.log.warning("notify_unroutable", reason=str(exc))
+            if queued:
+                self._inflight -= 1
+                if self._inflight == 0:
+                    self._idle.set()
             self._apply(self.core.notify_done(sub_id, 503, self.clock()), None)
             return
-        self.core.notify_sent(sub_id)
-        self._inflight += 1
-        self._idle.clear()
+        if not queued:
+            self.core.notify_sent(sub_id)
+            self._inflight += 1
+            self._idle.clear()
 
         def done(response: Response) -> None:
             self._inflight -= 1
@@ -396,9 +474,17 @@ class PresenceServer:
         """Where an in-dialog request goes: first Route, else the Request-URI (resolved).
 
         Kept per (Request-URI, first Route, default transport): that is all it depends on.
+        Without a route set only the Request-URI's scheme, host, port and parameters
+        matter (``Resolver.resolve``), so watchers behind one address share an entry.
         """
         default = destination["transport"] if destination else self.contact_transport
-        key = (request.uri, request.headers.get("route") or "", default)
+        uri = request.uri
+        route = request.headers.get("route")
+        key: tuple[Any, ...]
+        if route is None and isinstance(uri, SipURI):
+            key = (uri.scheme, uri.host, uri.port, uri.params, default)
+        else:
+            key = (uri, route or "", default)
         address = self._addresses.get(key)
         if address is None:
             address = self._resolve_notify(request, destination, default)
@@ -445,7 +531,7 @@ class PresenceServer:
             await asyncio.sleep(self.config.flush_interval)
             if self._counters_dirty and loop.time() - self._counters_at >= COUNTERS_PERSIST_INTERVAL:
                 self._counters_at = loop.time()
-                self._persist_counters()
+                await self._persist_counters_sliced()
             try:
                 await self.store.flush()
             except StoreError as exc:

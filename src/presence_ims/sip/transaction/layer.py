@@ -14,7 +14,8 @@ import secrets
 from collections import deque
 
 from ..errors import SipParseError
-from ..headers import MAGIC_COOKIE, Via, parse_via
+from ..grammar import TOKEN_CHARSET
+from ..headers import _VIA_COMPACT_RE, MAGIC_COOKIE, Via, parse_via
 from ..message import Request, Response, make_response
 from .events import (
     Address,
@@ -26,7 +27,9 @@ from .events import (
     Transmit,
 )
 from .machines import (
+    NICT_TABLE,
     NIST_TABLE,
+    CompletedNict,
     CompletedNist,
     Effect,
     Input,
@@ -107,25 +110,68 @@ def stamp_via(request: Request, source: Address) -> Via | None:
     return changed
 
 
+def _top_branch(response: Response) -> str | None:
+    """``response.via.branch``, without building the Via when its line is plain.
+
+    The top Via line is matched by the rule ``parse_via`` tries first and its
+    parameters read as that function's plain-token path reads them, with its two
+    checks (rport a port number, branch not empty); anything else (a list, quoted
+    strings, odd spacing, a defect) goes through ``parse_via`` itself, which
+    returns the same branch or raises the same error.
+    """
+    value = response.headers.get("via")
+    if value is not None and "," not in value:
+        m = _VIA_COMPACT_RE.fullmatch(value)
+        if m is not None and (m.group(3) is None or int(m.group(3)) <= 65535):
+            ptext = m.group(4)
+            if ptext is None:
+                return None
+            branch: str | None = None
+            for part in ptext.split(";"):
+                name, eq, param = part.partition("=")
+                name = name.strip(" \t")
+                if not name or name.strip(TOKEN_CHARSET):
+                    break
+                low = name.lower()
+                if eq:
+                    param = param.strip(" \t")
+                    if not param or param.strip(TOKEN_CHARSET):
+                        break
+                    if low == "rport" and not (param.isdigit() and int(param) <= 65535):
+                        break
+                    if low == "branch" and branch is None:
+                        branch = param
+                elif low == "branch":
+                    break  # empty branch: a defect parse_via names
+            else:
+                return branch
+    return response.via.branch
+
+
 class TransactionLayer:
     """All client and server transactions of one SIP element.
 
-    Transactions live in ``_txns``, except non-INVITE server transactions that
-    answered over an unreliable transport: those wait for Timer J as a
-    :class:`CompletedNist` in ``_completed`` (same key space, same NIST table).
-    Deadlines sit in a heap; Timer J of the completed ones, being the same
-    64*T1 for all of them, mostly arrives in increasing order and goes to a
-    first-in first-out queue instead (a deadline earlier than the queue's last
-    one goes to the heap).  Both hold ``(deadline, sequence, key)`` and are
-    merged in that order, so timers fire as from one heap.
+    Transactions live in ``_txns``, except non-INVITE transactions in Completed
+    over an unreliable transport: a server one waits for Timer J as a
+    :class:`CompletedNist`, a client one for Timer K as a :class:`CompletedNict`,
+    both in ``_completed`` (same key space, same tables).  Deadlines sit in a
+    heap; Timer J and Timer K of the completed ones, each the same for all of
+    them (64*T1, T4), mostly arrive in increasing order and go to one
+    first-in first-out queue per timer instead (a deadline earlier than its
+    queue's last one goes to the heap).  All hold ``(deadline, sequence, key)``
+    and are merged in that order, so timers fire as from one heap.
     """
 
     def __init__(self, timers: TimerConfig = DEFAULT_TIMERS) -> None:
         self.timers = timers
         self._txns: dict[TransactionKey, Transaction] = {}
-        self._completed: dict[TransactionKey, CompletedNist] = {}
+        self._completed: dict[TransactionKey, CompletedNist | CompletedNict] = {}
         self._heap: list[tuple[float, int, TransactionKey]] = []
         self._fifo: deque[tuple[float, int, TransactionKey]] = deque()
+        """Timer J of the completed NISTs."""
+        self._fifo_k: deque[tuple[float, int, TransactionKey]] = deque()
+        """Timer K of the completed NICTs."""
+        self._fifos = (self._fifo, self._fifo_k)
         self._scheduled: dict[TransactionKey, float] = {}
         self._seq = 0
         self._events: deque[Event] = deque()
@@ -188,23 +234,34 @@ class TransactionLayer:
     def receive_response(self, response: Response, source: Address, now: float) -> None:
         """A validated response arrived from ``source``."""
         try:
-            via = response.via
+            branch = _top_branch(response)
             cseq = response.cseq
         except SipParseError:
             return
-        branch = via.branch
-        txn = self._txns.get(client_key(branch, cseq.method)) if branch else None
+        key = client_key(branch, cseq.method) if branch else None
+        txn = self._txns.get(key) if key else None
         if txn is None:
+            done = self._completed.get(key) if key else None
+            if done is not None:  # a completed NICT absorbs it (no action in its table row)
+                self._apply_completed(done, done.feed(response_input_client(response), now))
+                return
             self._events.append(StrayResponse(response, source))
             return
         self._apply(txn, txn.feed(response_input_client(response), now, response))
 
-    def send_request(self, request: Request, destination: Address, now: float) -> TransactionKey:
-        """Start a client transaction; the request's top Via must carry a fresh branch."""
-        via: Via = request.via
-        if not via.branch:
-            raise SipParseError("request to send has no branch in its top Via")
-        key = client_key(via.branch, request.method)
+    def send_request(
+        self, request: Request, destination: Address, now: float, *, branch: str | None = None
+    ) -> TransactionKey:
+        """Start a client transaction; the request's top Via must carry a fresh branch.
+
+        ``branch``: that Via's branch, when the caller has just written the Via
+        itself (spares parsing it again); else it is read from the request.
+        """
+        if not branch:
+            branch = request.via.branch
+            if not branch:
+                raise SipParseError("request to send has no branch in its top Via")
+        key = client_key(branch, request.method)
         if key in self._txns:
             raise SipParseError("a client transaction with this branch already exists")
         txn, effects = new_client(key, request, destination, self.timers, now)
@@ -243,26 +300,35 @@ class TransactionLayer:
             if key in self._txns or key in self._completed:
                 break
             self._pop()
-        while fifo:
-            when, _, key = fifo[0]
-            done = self._completed.get(key)
-            if done is not None and done.deadline == when:
-                break
-            fifo.popleft()
-        if heap and (not fifo or heap[0] < fifo[0]):
-            return heap[0][0]
-        return fifo[0][0] if fifo else None
+        best = heap[0][0] if heap else None
+        completed = self._completed
+        for fifo in self._fifos:
+            while fifo:
+                when, _, key = fifo[0]
+                done = completed.get(key)
+                if done is not None and done.deadline == when:
+                    if best is None or when < best:
+                        best = when
+                    break
+                fifo.popleft()
+        return best
 
     def handle_timer(self, now: float) -> None:
-        heap, fifo = self._heap, self._fifo
+        heap, fifos = self._heap, self._fifos
         while True:
-            if heap and heap[0][0] <= now and (not fifo or heap[0] < fifo[0]):
-                self._fire(self._pop(), now)
-            elif fifo and fifo[0][0] <= now:
-                when, _, key = fifo.popleft()
-                self._expire(key, when, now)
-            else:
+            first = heap[0] if heap else None
+            source = None
+            for fifo in fifos:
+                if fifo and (first is None or fifo[0] < first):
+                    first = fifo[0]
+                    source = fifo
+            if first is None or first[0] > now:
                 return
+            if source is None:
+                self._fire(self._pop(), now)
+            else:
+                when, _, key = source.popleft()
+                self._expire(key, when, now)
 
     def _fire(self, key: TransactionKey, now: float) -> None:
         txn = self._txns.get(key)
@@ -281,10 +347,10 @@ class TransactionLayer:
                 self._push(key, deadline)
 
     def _expire(self, key: TransactionKey, when: float, now: float) -> None:
-        """Timer J of a completed NIST (scheduled at ``when``) has fired."""
+        """Timer J of a completed NIST or K of a completed NICT (due at ``when``) has fired."""
         done = self._completed.get(key)
         if done is not None and done.deadline == when:
-            self._apply_completed(done, done.feed(Input.TIMER_J, now))
+            self._apply_completed(done, done.feed(done.TIMER, now))
 
     # -- output -----------------------------------------------------------------
     def next_event(self) -> Event | None:
@@ -322,16 +388,27 @@ class TransactionLayer:
                 self._events.append(TransactionTerminated(key))
             return
         deadlines = txn.deadlines
-        if txn.state is State.COMPLETED and txn.table is NIST_TABLE and not txn.peer.reliable:
-            # Completed NIST over UDP: only Timer J is left; keep the answer, drop the rest
-            when = deadlines[Input.TIMER_J]
-            data = txn.last_data
-            assert data is not None and len(deadlines) == 1
+        if txn.state is State.COMPLETED and not txn.peer.reliable:
+            table = txn.table
+            done: CompletedNist | CompletedNict
+            if table is NIST_TABLE:
+                # Completed NIST over UDP: only Timer J is left; keep the answer, drop the rest
+                when = deadlines[Input.TIMER_J]
+                data = txn.last_data
+                assert data is not None and len(deadlines) == 1
+                done, fifo = CompletedNist(key, data, txn.peer, when), self._fifo
+            elif table is NICT_TABLE:
+                # Completed NICT over UDP: only Timer K matters (F would be ignored); drop the rest
+                when = deadlines[Input.TIMER_K]
+                done, fifo = CompletedNict(key, when), self._fifo_k
+            else:
+                if deadlines:
+                    self._push(key, min(deadlines.values()))
+                return
             del self._txns[key]
             self._scheduled.pop(key, None)
-            self._completed[key] = CompletedNist(key, data, txn.peer, when)
+            self._completed[key] = done
             self._seq += 1
-            fifo = self._fifo
             if not fifo or fifo[-1][0] <= when:
                 fifo.append((when, self._seq, key))
             else:
@@ -340,7 +417,7 @@ class TransactionLayer:
         if deadlines:
             self._push(key, min(deadlines.values()))
 
-    def _apply_completed(self, done: CompletedNist, effects: list[Effect]) -> None:
+    def _apply_completed(self, done: CompletedNist | CompletedNict, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Transmit):
                 self._transmits.append(effect)

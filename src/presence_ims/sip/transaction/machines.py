@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..errors import SipParseError
 from ..headers import canonical_name
@@ -317,6 +318,9 @@ class CompletedNist:
     """When Timer J fires."""
     state: State = S.COMPLETED
 
+    TIMER: ClassVar[Input] = I.TIMER_J
+    """The timer that ends it."""
+
     @property
     def terminated(self) -> bool:
         return self.state is S.TERMINATED
@@ -336,6 +340,41 @@ class CompletedNist:
                 raise NotImplementedError(name)
         self.state = next_state
         return effects
+
+
+@dataclass(slots=True)
+class CompletedNict:
+    """A non-INVITE client transaction in Completed over UDP, reduced to its Timer K.
+
+    Once its final response has arrived, a NICT only absorbs retransmissions of
+    responses until Timer K (T4) ends it (RFC 3261 17.1.2.2, Figure 6): nothing in
+    the Completed row of :data:`NICT_TABLE` sends or reports anything but the end.
+    Timer F, if still pending, would fire into that row and be ignored.  The layer
+    keeps the key and the deadline instead of the whole :class:`Transaction` with
+    its request; inputs still go through the Completed row of the table.
+    """
+
+    key: TransactionKey
+    deadline: float
+    """When Timer K fires."""
+    state: State = S.COMPLETED
+
+    TIMER: ClassVar[Input] = I.TIMER_K
+    """The timer that ends it."""
+
+    @property
+    def terminated(self) -> bool:
+        return self.state is S.TERMINATED
+
+    def feed(self, inp: Input, now: float) -> list[Effect]:
+        entry = NICT_TABLE.get((self.state, inp))
+        if entry is None:
+            return []
+        actions, next_state = entry
+        if actions:  # pragma: no cover - a new action in the Completed row needs a case here
+            raise NotImplementedError(actions)
+        self.state = next_state
+        return []
 
 
 def response_from_wire(data: bytes) -> Response:
