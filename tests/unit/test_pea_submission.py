@@ -156,5 +156,21 @@ def test_any_json_validates_or_raises_pea_error(raw: dict[str, Any]) -> None:
         pidf.build(pidf.PresenceDocument(BOB, (), (person_element("s", sub.attributes, NOW),)))
 
 
+def test_text_xml_cannot_carry_is_refused_or_left_out() -> None:
+    # a note with a control character would make lxml refuse the PIDF: 400, named
+    for bad in ("\x08", "a\x00b", "x\x1f", "\ufffe"):
+        assert status(checked, {"presentity": BOB, "note": bad}) == (400, "invalid")
+    assert checked({"presentity": BOB, "note": "tab\tand newline\n are fine"}).attributes is not None
+    # a calendar's summary is free text from elsewhere: the characters are left out
+    text = ("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:Re\x08view\x01\r\nDTSTART:20240501T113000Z\r\n"
+            "DTEND:20240501T130000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    sub = checked({"presentity": BOB, "calendar": text})
+    assert sub.calendar is not None
+    attrs, _ = calendar_attributes(sub.calendar, NOW, with_note=True)
+    assert attrs is not None and attrs.note == "Review"
+    body = pidf.build(pidf.PresenceDocument(BOB, (), (person_element("s", attrs, NOW),)))
+    assert schema.errors(body) == []
+
+
 def test_parse_calendar_is_used() -> None:
     assert parse_calendar("BEGIN:VCALENDAR\nEND:VCALENDAR\n").events == ()

@@ -275,7 +275,7 @@ async def test_sqlite_failed_flush_keeps_every_write(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
     assert store.pending == 2
     store.put("publication", "e2", {"v": 2})  # a newer write joins the batch
-    store._db = sqlite3.connect(path, isolation_level=None)
+    store._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # as open() makes it: commits run in a worker thread
     await store.flush()
     assert store.pending == 0
     assert await store.load("publication") == {"e1": {"v": 1}, "e2": {"v": 2}}
@@ -568,3 +568,26 @@ async def test_periodic_counter_write_goes_in_slices_and_survives_cancellation()
     ps._persist_counters()  # what stop() does
     stored = (await ps.store.load("subscription"))
     assert all(stored[s.id]["dialog"]["local_cseq"] == s.dialog.local_cseq for s in subs)
+
+
+async def test_sqlite_commits_off_the_event_loop_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commit (and a WAL checkpoint's fsync) must not stall the loop: it runs in a worker thread."""
+    import threading
+
+    from presence_ims.storage import sqlite as sqlite_store
+
+    threads: list[int] = []
+    real = sqlite_store._commit
+
+    def spy(*args: Any) -> None:
+        threads.append(threading.get_ident())
+        real(*args)
+
+    monkeypatch.setattr(sqlite_store, "_commit", spy)
+    store = SqliteStore(tmp_path / "ps.db")
+    await store.open()
+    store.put("publication", "e1", {"v": 1})
+    await store.flush()
+    assert threads and threads[0] != threading.get_ident()
+    assert await store.load("publication") == {"e1": {"v": 1}}
+    await store.close()

@@ -9,6 +9,7 @@ milliseconds under load) and at shutdown.  The file is opened and checked at
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -67,11 +68,29 @@ def _migrate(db: sqlite3.Connection) -> None:
         raise
 
 
+def _commit(db: sqlite3.Connection, puts: list[tuple[str, str, str]], dels: list[tuple[str, str]]) -> None:
+    try:
+        db.execute("BEGIN")
+        if puts:
+            db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?)", puts)
+        if dels:
+            db.executemany("DELETE FROM records WHERE kind = ? AND key = ?", dels)
+        db.execute("COMMIT")
+    except sqlite3.DatabaseError:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.DatabaseError:
+            pass
+        raise
+
+
 class SqliteStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
         self._pending: dict[tuple[str, str], object] = {}
+        self._lock = asyncio.Lock()
+        """One user of the connection at a time: commits run in a worker thread."""
 
     async def open(self) -> None:
         try:
@@ -111,6 +130,10 @@ class SqliteStore:
         return len(self._pending)
 
     async def load(self, kind: str) -> dict[str, dict[str, Any]]:
+        async with self._lock:
+            return self._load(kind)
+
+    def _load(self, kind: str) -> dict[str, dict[str, Any]]:
         db = self._require()
         out: dict[str, dict[str, Any]] = {}
         try:
@@ -130,28 +153,26 @@ class SqliteStore:
         return out
 
     async def flush(self) -> None:
-        if not self._pending:
-            return
-        db = self._require()
-        batch, self._pending = self._pending, {}
-        puts = [(k, key, json.dumps(v)) for (k, key), v in batch.items() if v is not _DELETE]
-        dels = [(k, key) for (k, key), v in batch.items() if v is _DELETE]
-        try:
-            db.execute("BEGIN")
-            if puts:
-                db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?)", puts)
-            if dels:
-                db.executemany("DELETE FROM records WHERE kind = ? AND key = ?", dels)
-            db.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
+        """Commit what is pending, in one transaction, in a worker thread.
+
+        SQLite does its work (and a WAL checkpoint's fsync) without the GIL, so the
+        event loop goes on reading and answering meanwhile; writes made during the
+        commit wait for the next one.
+        """
+        async with self._lock:
+            if not self._pending:
+                return
+            db = self._require()
+            batch, self._pending = self._pending, {}
+            puts = [(k, key, json.dumps(v)) for (k, key), v in batch.items() if v is not _DELETE]
+            dels = [(k, key) for (k, key), v in batch.items() if v is _DELETE]
             try:
-                db.execute("ROLLBACK")
-            except sqlite3.DatabaseError:
-                pass
-            # keep the batch so nothing is lost; newer writes win
-            batch.update(self._pending)
-            self._pending = batch
-            raise StoreError(f"cannot write database {self.path}: {exc}") from None
+                await asyncio.to_thread(_commit, db, puts, dels)
+            except sqlite3.DatabaseError as exc:
+                # keep the batch so nothing is lost; newer writes win
+                batch.update(self._pending)
+                self._pending = batch
+                raise StoreError(f"cannot write database {self.path}: {exc}") from None
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:

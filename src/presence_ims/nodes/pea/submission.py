@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,6 +81,8 @@ _ATTRIBUTE_OF: Final[dict[str, str]] = {
     "calendar": "activities",
 }
 _CONTROL: Final = frozenset({"presentity", "from", "until", "expires", "clear", "v"})
+NOT_XML_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+"""Characters an XML 1.0 document cannot hold (a PIDF note would be refused by lxml)."""
 _MAX_NOTE: Final = 200
 GS_NS: Final = "http://www.opengis.net/pidflo/1.0"
 
@@ -229,6 +232,8 @@ def validate(raw: Mapping[str, Any], now: float, *, default_ttl: int, max_ttl: i
     note = raw.get("note")
     if note is not None and (not isinstance(note, str) or not note.strip() or len(note) > _MAX_NOTE):
         raise PeaError(400, "invalid", f"note must be 1..{_MAX_NOTE} characters")
+    if isinstance(note, str) and NOT_XML_TEXT.search(note):
+        raise PeaError(400, "invalid", "note holds a character XML cannot carry (a control character)")
     sphere = raw.get("sphere")
     if sphere is not None and sphere not in ("home", "work", "unknown"):
         raise PeaError(400, "invalid", "sphere must be home, work or unknown")
@@ -281,7 +286,9 @@ def calendar_attributes(calendar: Calendar, now: float, *, with_note: bool) -> t
     change = busy.next_change.timestamp() if busy.next_change is not None else None
     if busy.event is None:
         return None, change
-    note = busy.event.summary if with_note and busy.event.summary else None
+    # an event's summary is a calendar's free text: what XML cannot carry is left out
+    summary = NOT_XML_TEXT.sub("", busy.event.summary).strip()
+    note = summary if with_note and summary else None
     attrs = PersonAttributes(
         activities=(busy.event.activity,),
         note=note,
