@@ -354,21 +354,7 @@ async def test_sqlite_read_only_database_is_a_store_error(
     await store.open()
     await store.close()
     _drop_wal(path)
-    # a read-only connection stands in for a file the process may not write
-    # (file permissions do not bind root, who runs CI containers)
-    original = sqlite3.connect
-
-    def read_only(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
-        connection: sqlite3.Connection = original(
-            f"file:{database}?mode=ro", *args, uri=True, **kwargs
-        )
-        return connection
-
-    monkeypatch.setattr(sqlite3, "connect", read_only)
-    with pytest.raises(StoreError) as info:
-        await SqliteStore(path).open()
-    assert str(path) in str(info.value)
-    assert "readonly" in str(info.value)
+    await _refused_read_only(path, monkeypatch)
 
 
 _FIRST_SCHEMA = """
@@ -441,19 +427,7 @@ async def test_sqlite_first_schema_read_only_is_a_store_error_and_unchanged(
     with sqlite3.connect(path) as db:
         db.executescript(_FIRST_SCHEMA)
         db.execute("INSERT INTO records VALUES ('publication', 'e1', '{\"v\": 1}')")
-    original = sqlite3.connect
-
-    def read_only(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
-        connection: sqlite3.Connection = original(
-            f"file:{database}?mode=ro", *args, uri=True, **kwargs
-        )
-        return connection
-
-    monkeypatch.setattr(sqlite3, "connect", read_only)
-    with pytest.raises(StoreError) as info:
-        await SqliteStore(path).open()
-    assert str(path) in str(info.value)
-    assert "readonly" in str(info.value)
+    await _refused_read_only(path, monkeypatch)
     monkeypatch.undo()
     assert "WITHOUT ROWID" in _records_sql(path).upper()
     with sqlite3.connect(path) as db:
@@ -591,3 +565,24 @@ async def test_sqlite_commits_off_the_event_loop_thread(tmp_path: Path, monkeypa
     assert threads and threads[0] != threading.get_ident()
     assert await store.load("publication") == {"e1": {"v": 1}}
     await store.close()
+
+
+async def _refused_read_only(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening ``path`` through a read-only connection fails with a StoreError naming it.
+
+    A read-only connection stands in for a file the process may not write (file
+    permissions do not bind root, who runs CI containers).
+    """
+    original = sqlite3.connect
+
+    def read_only(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection: sqlite3.Connection = original(
+            f"file:{database}?mode=ro", *args, uri=True, **kwargs
+        )
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", read_only)
+    with pytest.raises(StoreError) as info:
+        await SqliteStore(path).open()
+    assert str(path) in str(info.value)
+    assert "readonly" in str(info.value)

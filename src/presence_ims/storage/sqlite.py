@@ -10,10 +10,12 @@ milliseconds under load) and at shutdown.  The file is opened and checked at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,34 +56,31 @@ def _migrate(db: sqlite3.Connection) -> None:
     ).fetchone()
     if row is None or "WITHOUT ROWID" not in " ".join(str(row[0]).upper().split()):
         return
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(db, "BEGIN IMMEDIATE"):
         for statement in _MIGRATE.split(";"):
             if statement.strip():
                 db.execute(statement)
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection, begin: str = "BEGIN") -> Iterator[None]:
+    """All or nothing: COMMIT at the end, ROLLBACK (then the error) on a database error."""
+    db.execute(begin)
+    try:
+        yield
         db.execute("COMMIT")
     except sqlite3.DatabaseError:
-        try:
+        with contextlib.suppress(sqlite3.DatabaseError):
             db.execute("ROLLBACK")
-        except sqlite3.DatabaseError:
-            pass
         raise
 
 
 def _commit(db: sqlite3.Connection, puts: list[tuple[str, str, str]], dels: list[tuple[str, str]]) -> None:
-    try:
-        db.execute("BEGIN")
+    with _transaction(db):
         if puts:
             db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?)", puts)
         if dels:
             db.executemany("DELETE FROM records WHERE kind = ? AND key = ?", dels)
-        db.execute("COMMIT")
-    except sqlite3.DatabaseError:
-        try:
-            db.execute("ROLLBACK")
-        except sqlite3.DatabaseError:
-            pass
-        raise
 
 
 class SqliteStore:
