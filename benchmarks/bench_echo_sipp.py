@@ -30,10 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -45,6 +43,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchlib import machine, sipp_elapsed
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "benchmarks" / "sipp" / "options_uac.xml"
@@ -291,11 +291,6 @@ class Series:
         return max(good) if good else 0.0
 
 
-def _elapsed(text: str) -> float:
-    h, m, s = text.split(":")[:3]
-    return int(h) * 3600 + int(m) * 60 + float(s)
-
-
 def run_step(port: int, rate: int, seconds: float, workdir: Path) -> Step:
     calls = int(rate * seconds)
     stat = workdir / f"stat-{port}-{rate}.csv"
@@ -321,7 +316,7 @@ def run_step(port: int, rate: int, seconds: float, workdir: Path) -> Step:
         # StartTime and CurrentTime are "date<TAB>time<TAB>epoch"; ElapsedTime has whole seconds
         span = (float(last[col["CurrentTime"]].split("\t")[-1])
                 - float(last[col["StartTime"]].split("\t")[-1]))
-        elapsed = span if span > 0 else _elapsed(last[col["ElapsedTime(C)"]])
+        elapsed = span if span > 0 else sipp_elapsed(last[col["ElapsedTime(C)"]])
     # calls never started or still pending when SIPp stopped count as failed too
     failed = max(failed, calls - successful)
     achieved = successful / max(elapsed, 1e-9) if successful else 0.0
@@ -378,27 +373,6 @@ def ramp(kind: str, loop_name: str, rates: list[int], seconds: float, deadline: 
 
 
 # -- report -------------------------------------------------------------------------------------
-
-
-def machine() -> dict[str, str]:
-    info = {"python": platform.python_version(), "date": datetime.datetime.now(datetime.UTC)
-            .strftime("%Y-%m-%d %H:%M UTC")}
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("Model name", "CPU(s)"):
-                info[key.strip()] = value.strip()
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["sipp", "-v"], capture_output=True, text=True, timeout=10).stdout
-        m = re.search(r"SIPp (v[0-9][0-9.]*[0-9])", out)
-        if m:
-            info["sipp"] = m.group(1)
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        info["uvloop"] = str(getattr(uvloop, "__version__", "?"))
-    return info
 
 
 def render(results: list[Series], info: dict[str, str], seconds: float) -> str:

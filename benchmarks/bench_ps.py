@@ -46,10 +46,8 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import datetime
 import json
 import os
-import platform
 import re
 import selectors
 import shutil
@@ -64,6 +62,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchlib import machine, sipp_elapsed
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "benchmarks"
@@ -334,11 +334,6 @@ class Series:
         return best.notify_rate if self.scenario == "fanout" else best.achieved
 
 
-def _elapsed(text: str) -> float:
-    h, m, s = text.split(":")[:3]
-    return int(h) * 3600 + int(m) * 60 + float(s)
-
-
 def run_sipp(port: int, scenario: Path, rate: int, seconds: float, workdir: Path, *,
              keys: dict[str, str] | None = None, inf: Path | None = None) -> Step:
     """One SIPp step: ``rate`` calls/s for ``seconds``; returns the counts."""
@@ -384,7 +379,7 @@ def run_sipp(port: int, scenario: Path, rate: int, seconds: float, workdir: Path
             failed = int(last[col["FailedCall(C)"]])
             span = (float(last[col["CurrentTime"]].split("\t")[-1])
                     - float(last[col["StartTime"]].split("\t")[-1]))
-            elapsed = span if span > 0 else _elapsed(last[col["ElapsedTime(C)"]])
+            elapsed = span if span > 0 else sipp_elapsed(last[col["ElapsedTime(C)"]])
         stat.unlink()
     failed = max(failed, calls - successful)  # never started or unfinished: failed too
     achieved = successful / max(elapsed, 1e-9) if successful else 0.0
@@ -1012,32 +1007,6 @@ def profile(args: argparse.Namespace) -> int:
 # -- report ----------------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, str]:
-    info = {"python": platform.python_version(),
-            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("Model name", "CPU(s)"):
-                info[key.strip()] = value.strip()
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["sipp", "-v"], capture_output=True, text=True, timeout=10).stdout
-        m = re.search(r"SIPp (v[0-9][0-9.]*[0-9])", out)
-        if m:
-            info["sipp"] = m.group(1)
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["kamailio", "-v"], capture_output=True, text=True, timeout=10).stdout
-        m = re.search(r"kamailio (\d[\d.]*)", out)
-        if m:
-            info["kamailio"] = m.group(1)
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        info["uvloop"] = str(getattr(uvloop, "__version__", "?"))
-    return info
-
-
 TARGETS = {
     ("publish", "memory"): 10_000,
     ("publish", "sqlite"): 6_000,
@@ -1268,7 +1237,7 @@ def main(argv: list[str] | None = None) -> int:
                             results.append(bench_memory(kind, spec, args, budget, workdir))
                 except RuntimeError as exc:
                     print(f"  {command} against {kind} failed: {exc}", flush=True)
-    info = machine()
+    info = machine(kamailio=True)
     block = render(results, info, args, started_load)
     print(block)
     if args.json:

@@ -1,0 +1,45 @@
+"""What the SIPp benchmarks share: the machine they ran on, SIPp's statistics.
+
+Imported by ``bench_echo_sipp.py`` and ``bench_ps.py`` (run as scripts from this
+folder, which Python puts first on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import platform
+import re
+import subprocess
+
+
+def machine(*, kamailio: bool = False) -> dict[str, str]:
+    """Date, Python, CPU model and count, SIPp's version (and Kamailio's), uvloop's."""
+    info = {"python": platform.python_version(),
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("Model name", "CPU(s)"):
+                info[key.strip()] = value.strip()
+    versions = [("sipp", ["sipp", "-v"], r"SIPp (v[0-9][0-9.]*[0-9])")]
+    if kamailio:
+        versions.append(("kamailio", ["kamailio", "-v"], r"kamailio (\d[\d.]*)"))
+    for name, command, pattern in versions:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(command, capture_output=True, text=True, timeout=10).stdout
+            m = re.search(pattern, out)
+            if m:
+                info[name] = m.group(1)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        info["uvloop"] = str(getattr(uvloop, "__version__", "?"))
+    return info
+
+
+def sipp_elapsed(text: str) -> float:
+    """Seconds of a SIPp statistics time (``HH:MM:SS:mmm...``)."""
+    h, m, s = text.split(":")[:3]
+    return int(h) * 3600 + int(m) * 60 + float(s)
