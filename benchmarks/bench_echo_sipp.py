@@ -44,15 +44,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchlib import machine, sipp_elapsed
+from benchlib import SippStep, machine, sipp_elapsed
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "benchmarks" / "sipp" / "options_uac.xml"
 DOC = ROOT / "docs" / "performance.md"
 DEFAULT_RATES = (2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000, 14000, 16000, 18000, 20000,
                  22000, 24000, 26000, 28000, 30000, 32000, 36000, 40000, 48000, 56000)
-FAIL_LIMIT = 0.001  # more than 0.1% failed calls ends the ramp
-RATE_SHORTFALL = 0.95  # SIPp reaching less than 95% of the offered rate ends it too
 RCVBUF = 4 * 1024 * 1024
 BEGIN, END = "<!-- bench_echo_sipp:begin -->", "<!-- bench_echo_sipp:end -->"
 
@@ -258,24 +256,7 @@ def in_process(count: int, rate: float, profile: bool) -> int:
 # -- SIPp steps ----------------------------------------------------------------------------
 
 
-@dataclass
-class Step:
-    rate: int
-    calls: int
-    successful: int
-    failed: int
-    seconds: float
-    achieved: float
-    """Successful calls per second over the step."""
-
-    @property
-    def failed_ratio(self) -> float:
-        total = self.successful + self.failed
-        return self.failed / total if total else 1.0
-
-    @property
-    def passed(self) -> bool:
-        return self.failed_ratio <= FAIL_LIMIT and self.achieved >= RATE_SHORTFALL * self.rate
+Step = SippStep
 
 
 @dataclass

@@ -63,7 +63,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchlib import machine, sipp_elapsed
+from benchlib import FAIL_LIMIT, SippStep, machine, sipp_elapsed
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "benchmarks"
@@ -73,8 +73,6 @@ DBTEXT_SOURCE = Path("/usr/share/kamailio/dbtext/kamailio")
 DOC = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- bench_ps:begin -->", "<!-- bench_ps:end -->"
 
-FAIL_LIMIT = 0.001  # more than 0.1% failed calls ends a ramp
-RATE_SHORTFALL = 0.95  # SIPp reaching less than 95% of the offered rate ends it too
 RCVBUF = 4 * 1024 * 1024
 DOMAIN = "home1.net"
 
@@ -273,14 +271,7 @@ def wait_options(port: int, timeout: float) -> bool:
 
 
 @dataclass
-class Step:
-    rate: int
-    calls: int
-    successful: int
-    failed: int
-    seconds: float
-    achieved: float
-    """Successful calls per second over the step."""
+class Step(SippStep):
     load: str = ""
     """/proc/loadavg (1, 5, 15 min) when the step ended."""
     server_cpu: float = 0.0
@@ -300,14 +291,8 @@ class Step:
     max_ms: float | None = None
 
     @property
-    def failed_ratio(self) -> float:
-        total = self.successful + self.failed
-        return self.failed / total if total else 1.0
-
-    @property
     def passed(self) -> bool:
-        return (self.failed_ratio <= FAIL_LIMIT and self.achieved >= RATE_SHORTFALL * self.rate
-                and self.delivered >= 1 - FAIL_LIMIT)
+        return super().passed and self.delivered >= 1 - FAIL_LIMIT
 
     @property
     def cpu_us_per_call(self) -> float:

@@ -1,4 +1,4 @@
-"""What the SIPp benchmarks share: the machine they ran on, SIPp's statistics.
+"""What the SIPp benchmarks share: the ramp rule, the machine they ran on, SIPp's statistics.
 
 Imported by ``bench_echo_sipp.py`` and ``bench_ps.py`` (run as scripts from this
 folder, which Python puts first on ``sys.path``).
@@ -11,6 +11,32 @@ import datetime
 import platform
 import re
 import subprocess
+from dataclasses import dataclass
+
+FAIL_LIMIT = 0.001  # more than 0.1% failed calls ends a ramp
+RATE_SHORTFALL = 0.95  # SIPp reaching less than 95% of the offered rate ends it too
+
+
+@dataclass
+class SippStep:
+    """One step of a ramp: ``rate`` calls/s offered, what SIPp counted."""
+
+    rate: int
+    calls: int
+    successful: int
+    failed: int
+    seconds: float
+    achieved: float
+    """Successful calls per second over the step."""
+
+    @property
+    def failed_ratio(self) -> float:
+        total = self.successful + self.failed
+        return self.failed / total if total else 1.0
+
+    @property
+    def passed(self) -> bool:
+        return self.failed_ratio <= FAIL_LIMIT and self.achieved >= RATE_SHORTFALL * self.rate
 
 
 def machine(*, kamailio: bool = False) -> dict[str, str]:
