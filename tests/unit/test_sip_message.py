@@ -187,3 +187,18 @@ def test_non_utf8_header_bytes_survive() -> None:
     )
     msg = parse_datagram(raw)
     assert msg.serialize() == raw
+
+
+def test_method_of_requests_responses_and_a_response_without_cseq() -> None:
+    from presence_ims.sip import method_of, parse_datagram
+
+    req = parse_datagram(
+        b"PUBLISH sip:a@x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCSeq: 3 PUBLISH\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    assert method_of(req) == "PUBLISH"
+    ok = parse_datagram(b"SIP/2.0 200 OK\r\nCSeq: 7 NOTIFY\r\nContent-Length: 0\r\n\r\n")
+    assert method_of(ok) == "NOTIFY"
+    # a 400 built for a request that had no CSeq: no method, and no exception
+    bad = parse_datagram(b"SIP/2.0 400 Missing CSeq\r\nContent-Length: 0\r\n\r\n")
+    assert method_of(bad) == ""

@@ -24,7 +24,7 @@ from .headers import (
     parse_via,
     split_list,
 )
-from .message import Headers, Message, Request, Response, make_response, reason_phrase
+from .message import Headers, Message, Request, Response, make_response, method_of, reason_phrase
 from .parser import (
     DEFAULT_LIMITS,
     ParserLimits,
@@ -59,6 +59,7 @@ __all__ = [
     "Via",
     "canonical_name",
     "make_response",
+    "method_of",
     "normalize_name",
     "parse_contact",
     "parse_cseq",

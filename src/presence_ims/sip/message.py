@@ -394,6 +394,16 @@ class Response(Message):
 DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 
 
+def method_of(msg: Message) -> str:
+    """A request's method, or the method in a response's CSeq ("" when it has none).
+
+    Never raises: for labels and logs, even of a 400 made for a request without CSeq.
+    """
+    if isinstance(msg, Request):
+        return msg.method
+    return (msg.headers.get("cseq") or "").rpartition(" ")[2]
+
+
 def reason_phrase(status: int) -> str:
     return REASON_PHRASES.get(status) or {
         1: "Provisional",

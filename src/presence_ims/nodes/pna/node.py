@@ -54,7 +54,7 @@ from ...elements import mlp as emlp
 from ...elements import radius as eradius
 from ...elements.errors import ElementError
 from ...logging import get_logger
-from ...sip import SipParseError, parse_uri
+from ...sip import SipParseError, method_of, parse_uri
 from ...sip.transaction import Address
 from ...transport import IncomingRequest, SipEndpoint, StreamTransport
 from ...transport.diameter import DiameterClient
@@ -197,7 +197,7 @@ class PnaNode:
         self.log.warning("input_refused", interface=interface, kind=kind, reason=reason, **fields)
 
     def _interface_of(self, peer: Address, msg: Any, direction: str) -> str:
-        method = getattr(msg, "method", None) or (msg.headers.get("cseq") or "").rpartition(" ")[2]
+        method = method_of(msg)
         return "Pen" if method == "PUBLISH" else "Pi"
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:

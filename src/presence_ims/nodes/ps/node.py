@@ -19,7 +19,7 @@ from typing import Any
 from ...documents import presrules
 from ...documents.xml import DocumentError
 from ...logging import get_logger
-from ...sip import Response, SipURI
+from ...sip import Response, SipURI, method_of
 from ...sip.checks import check_method, check_require, check_uri_scheme
 from ...sip.transaction import Address
 from ...storage import Store, StoreError, open_store
@@ -281,8 +281,7 @@ class PresenceServer:
         return found
 
     def _interface_of(self, peer: Address, msg: Any, direction: str) -> str:
-        # a response's method from its CSeq text: a 400 to a request without CSeq has none
-        method = getattr(msg, "method", None) or (msg.headers.get("cseq") or "").rpartition(" ")[2]
+        method = method_of(msg)  # a 400 to a request without CSeq has none
         if method in ("SUBSCRIBE", "NOTIFY"):
             return "Pw"
         p = self.peer_of(peer) if self.config.peers else None
