@@ -42,7 +42,7 @@ from ..sip.digest import DigestError, parse_challenge, parse_credentials
 from ..sip.proxy import preprocess_route, validate
 from ..sip.transaction import Address
 from ..transport import IncomingRequest
-from ..transport.resolve import ResolveError
+from ..transport.resolve import ResolveError, host_key
 from .common import NodeStartError, SipNode
 
 _MODEL = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
@@ -465,7 +465,7 @@ class Pcscf(SipNode):
             self.by_impu[_key(impu)] = reg
         self.by_source[key_source] = reg
         self.by_contact[(reg.contact_host, reg.contact_port)] = reg
-        self.by_contact[(_literal(contact_uri.host), reg.contact_port)] = reg
+        self.by_contact[(host_key(contact_uri.host), reg.contact_port)] = reg
         if first and reg.service_route:
             self._spawn(self._subscribe_reg(reg))
         self.log.info(
@@ -496,7 +496,7 @@ class Pcscf(SipNode):
         try:
             return self.resolver.host(name)
         except ResolveError:
-            return _literal(name)
+            return host_key(name)
 
     def _drop(self, reg: UeRegistration) -> None:
         """Forget a registration whose grace period is over (entries of a newer one stay)."""
@@ -668,7 +668,7 @@ class Pcscf(SipNode):
             incoming.respond(404, "Not a UE contact")
             return
         # no DNS here: a registered contact is indexed by its address and by its name as written
-        host = self.resolver.static(target.host) or _literal(target.host)
+        host = self.resolver.static(target.host) or host_key(target.host)
         reg = self.by_contact.get((host, target.port or 5060))
         if reg is None or reg.expires_at + self.config.sa_grace <= self.clock():
             incoming.respond(480, "UE not registered here")
@@ -704,10 +704,6 @@ class Pcscf(SipNode):
         for reg in {id(r): r for r in self.by_source.values()}.values():
             if reg.expires_at + self.config.sa_grace <= now:
                 self._drop(reg)
-
-
-def _literal(host: str) -> str:
-    return host.strip("[]").lower().rstrip(".")
 
 
 def _set_integrity(req: Request, value: str) -> None:

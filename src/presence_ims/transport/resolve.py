@@ -22,6 +22,11 @@ class ResolveError(Exception):
     """The URI names nothing this element can reach."""
 
 
+def host_key(name: str) -> str:
+    """A host name or IP literal as the tables hold it: no brackets, lower case, no final dot."""
+    return name.strip("[]").lower().rstrip(".")
+
+
 class Resolver:
     def __init__(
         self,
@@ -37,7 +42,7 @@ class Resolver:
 
     def static(self, name: str) -> str | None:
         """The address from the hosts table or an IP literal; None otherwise (no DNS)."""
-        name = name.strip("[]").lower().rstrip(".")
+        name = host_key(name)
         mapped = self.hosts.get(name)
         if mapped is not None:
             return mapped
@@ -61,7 +66,7 @@ class Resolver:
         found = self.static(name)
         if found is not None:
             return found
-        name = name.strip("[]").lower().rstrip(".")
+        name = host_key(name)
         cached = self._cache.get(name)
         if cached is not None:
             if cached:
