@@ -168,7 +168,9 @@ class Server:
     """A server under test, started as a subprocess (its own process group) and killed after."""
 
     def __init__(self, kind: str, store: str, workdir: Path) -> None:
-        self.kind = kind  # "ps" or "kamailio"
+        kind, _, workers = kind.partition(":")
+        self.kind = kind  # "ps" (or "ps:N": N worker processes) or "kamailio"
+        self.workers = int(workers or 1)
         self.store = store
         self.workdir = workdir
         self.port = free_port()
@@ -179,14 +181,15 @@ class Server:
     def label(self) -> str:
         if self.kind == "kamailio":
             return "Kamailio 5.6 (4 workers)"
-        return f"PS ({self.store.split(':')[0]} store)"
+        workers = f", {self.workers} workers" if self.workers > 1 else ""
+        return f"PS ({self.store.split(':')[0]} store{workers})"
 
     def start(self, timeout: float = 30.0) -> None:
         log = self.log.open("wb")
         if self.kind == "ps":
             cmd = [sys.executable, "-m", "presence_ims", "node", "ps", "--trust", "open",
                    "--sip", f"udp:127.0.0.1:{self.port}", "--store", self.store,
-                   "--log-level", "warning"]
+                   "--log-level", "warning", "--workers", str(self.workers)]
             env = dict(os.environ, PYTHONHASHSEED="0")
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=ROOT,
                                          env=env, preexec_fn=_die_with_parent,
@@ -1150,6 +1153,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="what the single-scenario commands measure (all: both)")
     parser.add_argument("--store", choices=["memory", "sqlite", "both"], default="both",
                         help="PS store for publish and memory (profile: memory unless sqlite)")
+    parser.add_argument("--workers", type=lambda v: [int(x) for x in v.split(",")], default=[1],
+                        help="PS worker processes to measure, e.g. 1,2 (D13); memory: 1 only")
     parser.add_argument("--step-seconds", type=float, default=10.0)
     parser.add_argument("--rates", help="comma-separated offered rates (calls/s) for the ramp")
     parser.add_argument("--max-total-seconds", type=float, default=3600.0)
@@ -1193,7 +1198,9 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Series] = []
     commands = (["publish", "subscribe", "fanout", "memory"]
                 if args.command in ("all", "kamailio") else [args.command])
-    kinds = list(targets(args))
+    kinds = [k for kind in targets(args)
+             for k in ([kind] if kind != "ps" else
+                       [f"ps:{n}" if n > 1 else "ps" for n in args.workers])]
     if "kamailio" in kinds and not have_kamailio:
         print("kamailio not installed (apt-get install kamailio kamailio-presence-modules): "
               "no reference figures", flush=True)
@@ -1203,6 +1210,8 @@ def main(argv: list[str] | None = None) -> int:
         # scenario by scenario, each server in turn: both see the same machine
         for command in commands:
             for kind in kinds:
+                if command == "memory" and kind.startswith("ps:"):
+                    continue  # RSS per subscription: one process
                 print(f"{command} against {kind} (load {loadavg()}):", flush=True)
                 try:
                     stores = (["memory", "sqlite"] if args.store == "both" else [args.store])

@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--sip", action="append", help="PS: SIP listen address TRANSPORT:HOST:PORT")
     node.add_argument("--store", help="PS: memory or sqlite:PATH")
     node.add_argument("--xcap", help="PS: XCAP root, e.g. http:127.0.0.1:8080")
+    node.add_argument(
+        "--workers", type=int, help="PS: worker processes sharing the UDP address (default 1)"
+    )
     node.set_defaults(func=cmd_node)
 
     up = sub.add_parser("up", help="run a whole home network in the foreground")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
+import zlib
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -721,7 +723,9 @@ def test_subscribe_allowed_creates_the_dialog_and_sends_the_current_state() -> N
     )
     assert out.reply is not None
     assert out.reply.status == 200
-    assert out.reply.to_tag and len(out.reply.to_tag) == 16
+    # 48 random bits, then the presentity's hash: the worker that owns it (D13)
+    assert out.reply.to_tag and re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]{8}", out.reply.to_tag)
+    assert int(out.reply.to_tag[-8:], 16) == zlib.crc32(ALICE.encode())
     assert header(out, "Expires") == "3600"
     assert header(out, "Contact") == "<sip:ps.home1.net:5065;transport=udp>"
     [sub] = out.save_subscriptions

@@ -374,24 +374,40 @@ async def _ps_open(args: argparse.Namespace) -> int:
     from ..cli import UsageError, wait_for_signal
     from .ps.config import PsConfig
     from .ps.node import PresenceServer
+    from .ps.workers import PsCluster
 
     sip = tuple(args.sip or ["udp:127.0.0.1:5065"])
     try:
         config = PsConfig(trust=args.trust or "open", sip=sip, store=args.store or "memory",
-                          xcap=(args.xcap or None))
+                          xcap=(args.xcap or None), workers=args.workers or 1)
     except Exception as exc:
         raise UsageError(f"bad PS options: {exc}") from None
-    node = PresenceServer(config)
+    node: PresenceServer | PsCluster
+    if config.workers > 1:
+        node = PsCluster(config, log_level=args.log_level)
+    else:
+        node = PresenceServer(config)
     try:
         await node.start()
     except (PsStartError, StoreError) as exc:
         raise UsageError(str(exc)) from None
-    print(f"ready: ps trust={config.trust} sip={','.join(sip)} store={config.store}", flush=True)
+    workers = f" workers={config.workers}" if config.workers > 1 else ""
+    print(f"ready: ps trust={config.trust} sip={','.join(sip)} store={config.store}{workers}", flush=True)
+    failed = getattr(node, "failed", None)
     try:
-        await wait_for_signal()
+        waits = [asyncio.ensure_future(wait_for_signal())]
+        if failed is not None:
+            waits.append(failed)
+        _done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            if not w.done():
+                w.cancel()
     finally:
         with contextlib.suppress(Exception):
             await node.stop()
+    if failed is not None and failed.done() and not failed.cancelled():
+        print(f"presence-ims: {failed.result()}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

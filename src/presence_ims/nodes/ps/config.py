@@ -62,6 +62,9 @@ class PsConfig(BaseModel):
     """RFC 6446 rate control: seconds between NOTIFYs of one subscription (0: off)."""
     default_sub_handling: Literal["block", "confirm", "polite-block", "allow"] | None = None
     """When no rule matches; None: confirm (network) or allow (open)."""
+    workers: int = Field(1, ge=1, le=64)
+    """Worker processes sharing one UDP address, presentities sharded over them
+    (decision D13); more than one: UDP listeners only."""
     flush_interval: float = Field(0.02, gt=0)
     """How often pending store writes are committed (seconds)."""
     shutdown: Literal["keep", "deactivate"] = "keep"

@@ -34,6 +34,7 @@ from ...sip.message import Headers
 from ...sip.uri import URI, SipURI, TelURI, parse_uri
 from .model import PublicationRecord, SourceClass, SubscriptionRecord
 from .packages import PACKAGES, EventPackage
+from .shard import dialog_tag
 
 PIDF = "application/pidf+xml"
 WINFO = winfo.CONTENT_TYPE
@@ -123,6 +124,13 @@ def aor_key(uri: str) -> str:
     return uri.strip()
 
 
+def canonical_key(uri: str, aliases: dict[str, str]) -> str:
+    """The presentity a URI names: its :func:`aor_key`, through the alias table (a tel URI
+    of an implicit registration set -> the set's SIP URI)."""
+    key = aor_key(uri)
+    return aliases.get(key, key)
+
+
 def _reply(status: int, reason: str | None = None, *headers: tuple[str, str]) -> Outcome:
     return Outcome(Reply(status, reason, tuple(headers)))
 
@@ -176,8 +184,7 @@ class PresenceCore:
         cached = self._canonical.get(uri)
         if cached is not None:
             return cached
-        key = aor_key(uri)
-        result = self.aliases.get(key, key)
+        result = canonical_key(uri, self.aliases)
         if len(self._canonical) > 100_000:
             self._canonical.clear()
         self._canonical[uri] = result
@@ -514,7 +521,7 @@ class PresenceCore:
         if isinstance(identity, Outcome):
             return identity
         watcher, display, authenticated, anonymous, frm = identity
-        local_tag = secrets.token_hex(8)
+        local_tag = dialog_tag(presentity)  # routes in-dialog requests to its worker (D13)
         try:
             dialog = Dialog.from_uas_request(request, local_tag, from_=frm, to=to, contacts=contacts)
         except SipParseError as exc:

@@ -14,6 +14,8 @@ import hashlib
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ...documents import presrules
@@ -29,6 +31,7 @@ from ...transport.spec import parse_listen
 from .config import PsConfig, PsPeer
 from .core import CoreConfig, Origin, Outcome, PresenceCore, aor_key
 from .model import PublicationRecord, SubscriptionRecord
+from .shard import shard_of
 
 PS_METHODS = frozenset({"PUBLISH", "SUBSCRIBE", "OPTIONS", "ACK"})
 
@@ -63,6 +66,22 @@ class PsStartError(Exception):
     """The node cannot start (port taken, store unusable ...): one clear line."""
 
 
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What one of several PS worker processes is (see :mod:`.workers`)."""
+
+    index: int
+    count: int
+    transport: Callable[[SipEndpoint, Callable[[dict[str, Any]], None]], Any]
+    """Makes its SIP transport (a :class:`SharedUdpTransport`) for the endpoint, with
+    the callback for the parent's control messages."""
+    unclean: bool = False
+    """The last run of some worker did not stop cleanly (see CRASH_CSEQ_SLACK)."""
+
+    def owns(self, presentity: str) -> bool:
+        return shard_of(presentity, self.count) == self.index
+
+
 class PresenceServer:
     def __init__(
         self,
@@ -73,9 +92,14 @@ class PresenceServer:
         client_ssl: ssl.SSLContext | None = None,
         store: Store | None = None,
         clock: Any = time.time,
+        worker: WorkerPlan | None = None,
     ) -> None:
         self.config = config
+        self.worker = worker
+        """Set in one of several worker processes (D13): which presentities are its own."""
         self.log = get_logger(node="ps", net=config.domain)
+        if worker is not None:
+            self.log = self.log.bind(worker=worker.index)
         self.resolver = resolver or Resolver()
         self.server_ssl = server_ssl
         self.client_ssl = client_ssl
@@ -133,7 +157,11 @@ class PresenceServer:
             await self.store.open()
         except StoreError as exc:
             raise PsStartError(str(exc)) from None
-        for spec_text in self.config.sip:
+        if self.worker is not None:
+            shared = self.worker.transport(self.endpoint, self._control)
+            await shared.start()
+            self.endpoint.add_transport(shared)
+        for spec_text in self.config.sip if self.worker is None else ():
             spec = parse_listen(spec_text)
             try:
                 t = await self.endpoint.listen(
@@ -150,7 +178,7 @@ class PresenceServer:
             self.log.info("listening", transport=spec.transport, host=spec.host, port=t.port)
         self.core.contact = self._contact()
         self.endpoint.on_request(self.handle)
-        if self.config.trust == "open":
+        if self.config.trust == "open" and self.worker is None:  # (a cluster's parent says it)
             self.log.warning(
                 "trust_mode_open",
                 detail="accepting PUBLISH/SUBSCRIBE from any source without the IMS core",
@@ -190,7 +218,7 @@ class PresenceServer:
                 pass
         await self.endpoint.close()
         self._persist_counters()
-        self.store.put(*RUN_MARKER, {"clean": True})
+        self.store.put(*self._run_marker(), {"clean": True})
         try:
             await self.store.close()
         except StoreError as exc:
@@ -542,6 +570,10 @@ class PresenceServer:
             subs = [SubscriptionRecord.from_dict(v) for v in (await self.store.load("subscription")).values()]
             docs = await self.store.load("xcap")
             marker = (await self.store.load(RUN_MARKER[0])).get(RUN_MARKER[1])
+            if self.worker is not None:  # the parent read every worker's marker
+                marker = {"clean": not self.worker.unclean}
+                pubs = [p for p in pubs if self.worker.owns(p.presentity)]
+                subs = [s for s in subs if self.worker.owns(s.presentity)]
         except StoreError as exc:
             raise PsStartError(str(exc)) from None
         except (KeyError, TypeError, ValueError) as exc:
@@ -571,36 +603,20 @@ class PresenceServer:
                 subscriptions=len(self.core.subscriptions),
             )
         self._apply(outcome, None)
-        self.store.put(*RUN_MARKER, {"clean": False})
+        self.store.put(*self._run_marker(), {"clean": False})
         try:
             await self.store.flush()
         except StoreError as exc:
             raise PsStartError(str(exc)) from None
 
+    def _run_marker(self) -> tuple[str, str]:
+        if self.worker is None:
+            return RUN_MARKER
+        return RUN_MARKER[0], f"{RUN_MARKER[1]}.{self.worker.index}"
+
     # -- XCAP -----------------------------------------------------------------------------------------
     async def _start_xcap(self) -> None:
-        from ..xcap.server import XcapServer
-
-        spec = self.config.xcap or ""
-        scheme, _, rest = spec.partition(":")
-        host, _, port_text = rest.strip("/").rpartition(":")
-        creds = dict(self.config.credentials)
-        idents = {k: set(v) for k, v in self.config.identities.items()}
-        self.xcap = XcapServer(
-            host,
-            int(port_text),
-            root=self.config.xcap_root,
-            realm=self.config.domain,
-            credentials=creds.get,
-            identities=lambda user: idents.get(user, set()),
-            store=self.store,
-            on_change=self._xcap_changed,
-            ssl=self.server_ssl if scheme == "https" else None,
-        )
-        try:
-            await self.xcap.start()
-        except OSError as exc:
-            raise PsStartError(f"XCAP cannot listen on {spec}: {exc.strerror or exc}") from None
+        self.xcap = await start_xcap(self.config, self.store, self._xcap_changed, self.server_ssl)
 
     def _xcap_changed(self, auid: str, xui: str, name: str, content: bytes | None) -> None:
         if auid != "pres-rules" or name != "index":
@@ -614,6 +630,17 @@ class PresenceServer:
                 return
         self.log.info("rules_changed", xui=xui)
         self._apply(self.core.set_rules(xui, ruleset, self.clock()), None)
+
+    def _control(self, message: dict[str, Any]) -> None:
+        """A control message from the parent of the workers (an XCAP edit, D13)."""
+        if message.get("op") == "rules":
+            content = message.get("content")
+            self._xcap_changed(
+                str(message.get("auid")), str(message.get("xui")), str(message.get("name")),
+                content.encode() if isinstance(content, str) else None,
+            )
+        else:
+            self.log.warning("unknown_control_message", op=message.get("op"))
 
     def _install_initial_rules(self) -> None:
         for presentity, watchers in self.initial_rules.items():
@@ -633,6 +660,38 @@ class PresenceServer:
     def set_rules(self, presentity: str, ruleset: presrules.Ruleset | None) -> None:
         """Install rules directly (tests and tools without XCAP)."""
         self._apply(self.core.set_rules(presentity, ruleset, self.clock()), None)
+
+
+async def start_xcap(
+    config: PsConfig,
+    store: Store,
+    on_change: Callable[[str, str, str, bytes | None], None],
+    server_ssl: ssl.SSLContext | None,
+) -> Any:
+    """Start the XCAP server of ``config.xcap`` on ``store``; PsStartError if it cannot listen."""
+    from ..xcap.server import XcapServer
+
+    spec = config.xcap or ""
+    scheme, _, rest = spec.partition(":")
+    host, _, port_text = rest.strip("/").rpartition(":")
+    creds = dict(config.credentials)
+    idents = {k: set(v) for k, v in config.identities.items()}
+    xcap = XcapServer(
+        host,
+        int(port_text),
+        root=config.xcap_root,
+        realm=config.domain,
+        credentials=creds.get,
+        identities=lambda user: idents.get(user, set()),
+        store=store,
+        on_change=on_change,
+        ssl=server_ssl if scheme == "https" else None,
+    )
+    try:
+        await xcap.start()
+    except OSError as exc:
+        raise PsStartError(f"XCAP cannot listen on {spec}: {exc.strerror or exc}") from None
+    return xcap
 
 
 def allow_rules_document(watchers: list[str]) -> bytes:

@@ -1,0 +1,193 @@
+"""The PS in several worker processes behind one UDP address (decision D13).
+
+Real processes (spawned), one shared UDP socket, UAs built on our stack. Each
+presentity lives in one worker; whichever worker reads a datagram hands it to
+the owner, so every step of a presentity's life (publish, modify by entity tag,
+subscribe, refresh and end a dialog, the answers to NOTIFYs, rule edits over
+XCAP, a restart with another number of workers) must reach the one process that
+holds its state. A datagram read by the wrong worker shows up here as a 412, a
+481, a missing NOTIFY or a NOTIFY with the wrong document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import DigestAuthMiddleware
+
+from presence_ims.documents import pidf
+from presence_ims.nodes.ps.config import PsConfig
+from presence_ims.nodes.ps.core import canonical_key
+from presence_ims.nodes.ps.node import PsStartError
+from presence_ims.nodes.ps.shard import shard_of
+from presence_ims.nodes.ps.workers import PsCluster
+from presence_ims.sip.transaction import Address
+from presence_ims.transport import SipEndpoint
+from presence_ims.ua import UserAgent
+
+USERS = [f"sip:user{i}@home1.net" for i in range(10)]
+
+
+def doc(entity: str, note: str, basic: str = "open") -> bytes:
+    return pidf.build(
+        pidf.PresenceDocument(entity, (pidf.PresenceTuple("t1", basic, notes=(pidf.Note(note),)),))
+    )
+
+
+def note_of(body: bytes) -> str:
+    return pidf.parse(body).tuples[0].notes[0].text
+
+
+class Agents:
+    def __init__(self, port: int) -> None:
+        self.address = Address("udp", "127.0.0.1", port)
+        self.endpoints: list[SipEndpoint] = []
+
+    async def ua(self, aor: str) -> UserAgent:
+        ep = SipEndpoint(node=aor.split(":")[1].split("@")[0])
+        await ep.listen("udp", "127.0.0.1", 0)
+        self.endpoints.append(ep)
+        return UserAgent(ep, aor, outbound=self.address)
+
+    async def close(self) -> None:
+        for ep in self.endpoints:
+            await ep.close()
+
+
+@contextlib.asynccontextmanager
+async def cluster(workers: int = 2, **config: Any) -> AsyncIterator[PsCluster]:
+    values: dict[str, Any] = {
+        "trust": "open", "sip": ("udp:127.0.0.1:0",), "store": "memory", "workers": workers,
+    }
+    values.update(config)
+    ps = PsCluster(PsConfig(**values), log_level="warning")
+    await ps.start()
+    try:
+        yield ps
+    finally:
+        await ps.stop()
+
+
+def test_the_users_cover_every_worker() -> None:
+    """The tests below mean something only if their presentities live in different workers."""
+    for workers in (2, 3):
+        assert {shard_of(canonical_key(u, {}), workers) for u in USERS} == set(range(workers))
+
+
+async def test_each_presentity_is_served_whole_by_its_worker() -> None:
+    async with cluster(2) as ps:
+        assert len(set(ps.pids)) == 2 and os.getpid() not in ps.pids
+        agents = Agents(ps.port())
+        try:
+            watcher = await agents.ua("sip:watcher@home1.net")
+            etags = {}
+            for user in USERS:
+                r = await (await agents.ua(user)).publish(doc(user, f"{user} here"))
+                assert r.status == 200
+                etags[user] = r.headers.get("sip-etag")
+            subs = {}
+            for user in USERS:
+                sub = await watcher.subscribe(user, expires=600)
+                assert sub.response is not None and sub.response.status == 200
+                n = await sub.next()
+                assert n.state == "active" and note_of(n.body) == f"{user} here"
+                subs[user] = sub
+            for user in USERS:
+                # modify by entity tag: only the owner knows the tag (412 elsewhere)
+                publisher = await agents.ua(user)
+                r = await publisher.publish(doc(user, f"{user} moved", "closed"), etag=etags[user])
+                assert r.status == 200, (user, r.status)
+                n = await subs[user].next()
+                assert note_of(n.body) == f"{user} moved"
+                # in-dialog refresh and end: the PS's To tag leads to the owner (481 elsewhere)
+                r = await watcher.refresh(subs[user], expires=300)
+                assert r.status == 200, (user, r.status)
+                assert (await subs[user].next()).state == "active"
+                r = await watcher.unsubscribe(subs[user])
+                assert r.status == 200, (user, r.status)
+                end = await subs[user].next()
+                assert end.state == "terminated" and end.params["reason"] == "timeout"
+        finally:
+            await agents.close()
+
+
+async def test_rules_edited_over_xcap_reach_the_owner_of_the_presentity() -> None:
+    block = (
+        b'<cp:ruleset xmlns:cp="urn:ietf:params:xml:ns:common-policy" '
+        b'xmlns:pr="urn:ietf:params:xml:ns:pres-rules"><cp:rule id="r1"><cp:conditions>'
+        b'<cp:identity><cp:one id="sip:watcher@home1.net"/></cp:identity></cp:conditions>'
+        b"<cp:actions><pr:sub-handling>block</pr:sub-handling></cp:actions></cp:rule></cp:ruleset>"
+    )
+    credentials = {f"user{i}@home1.net": f"pw{i}" for i in range(len(USERS))}
+    identities = {f"user{i}@home1.net": (USERS[i],) for i in range(len(USERS))}
+    async with cluster(2, xcap="http:127.0.0.1:0", credentials=credentials,
+                       identities=identities) as ps:
+        agents = Agents(ps.port())
+        try:
+            watcher = await agents.ua("sip:watcher@home1.net")
+            subs = {}
+            for user in USERS:
+                subs[user] = await watcher.subscribe(user, expires=600)
+                assert (await subs[user].next()).state == "active"
+            root = f"http://127.0.0.1:{ps.xcap.port}/xcap-root"
+            for i, user in enumerate(USERS):
+                auth = DigestAuthMiddleware(f"user{i}@home1.net", f"pw{i}")
+                async with aiohttp.ClientSession(middlewares=(auth,)) as http:
+                    r = await http.put(f"{root}/pres-rules/users/{user}/index", data=block,
+                                       headers={"Content-Type": "application/auth-policy+xml"})
+                    assert r.status in (200, 201), await r.text()
+                end = await subs[user].next()
+                assert end.state == "terminated" and end.params["reason"] == "rejected", user
+        finally:
+            await agents.close()
+
+
+async def test_a_restart_with_more_workers_resumes_every_subscription(tmp_path: Path) -> None:
+    store = f"sqlite:{tmp_path / 'ps.db'}"
+    async with cluster(2, store=store) as ps:
+        port = ps.port()
+        agents = Agents(port)
+        watcher = await agents.ua("sip:watcher@home1.net")
+        etags, subs = {}, {}
+        for user in USERS:
+            r = await (await agents.ua(user)).publish(doc(user, f"{user} before"))
+            etags[user] = r.headers.get("sip-etag")
+            subs[user] = await watcher.subscribe(user, expires=600)
+            assert note_of((await subs[user].next()).body) == f"{user} before"
+    try:
+        # three workers now: presentities move, tags and the restored state move alike
+        async with cluster(3, store=store, sip=(f"udp:127.0.0.1:{port}",)) as ps:
+            for user in USERS:
+                resumed = await subs[user].next()
+                assert resumed.state == "active" and note_of(resumed.body) == f"{user} before"
+            for user in USERS:
+                r = await (await agents.ua(user)).publish(doc(user, f"{user} after"), etag=etags[user])
+                assert r.status == 200, (user, r.status)
+                assert note_of((await subs[user].next()).body) == f"{user} after"
+                r = await watcher.refresh(subs[user], expires=300)
+                assert r.status == 200, (user, r.status)
+                assert (await subs[user].next()).state == "active"
+    finally:
+        await agents.close()
+
+
+async def test_a_worker_that_dies_fails_the_whole_ps() -> None:
+    async with cluster(2) as ps:
+        assert ps.failed is not None
+        os.kill(ps.pids[1], signal.SIGKILL)
+        reason = await asyncio.wait_for(ps.failed, 10)
+        assert "PS worker 1" in reason and "exited" in reason
+
+
+async def test_workers_serve_udp_only() -> None:
+    with pytest.raises(PsStartError, match="exactly one UDP listener"):
+        async with cluster(2, sip=("udp:127.0.0.1:0", "tcp:127.0.0.1:0")):
+            pass
