@@ -978,7 +978,10 @@ async def _profile(args: argparse.Namespace) -> None:
     await ps.stop()
     watcher.close()
     if profiler:
-        pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+        stats = pstats.Stats(profiler).sort_stats(args.sort)
+        stats.print_stats(args.top)
+        if args.callers:
+            stats.print_callers(args.callers)
 
 
 def profile(args: argparse.Namespace) -> int:
@@ -1170,6 +1173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--cprofile", action="store_true", help="profile: print cProfile stats")
     parser.add_argument("--sort", default="tottime")
+    parser.add_argument("--callers", help="profile: also print the callers of functions matching this")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     # the watcher process (internal)
