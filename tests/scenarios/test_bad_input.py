@@ -470,3 +470,45 @@ async def test_http_radius_and_feed_inputs_survive_garbage(tmp_path: Path) -> No
         await network_still_works(net)
         assert code_errors(net) == dict.fromkeys(code_errors(net), 0)
     assert not unhandled, unhandled
+
+
+async def test_ps_workers_survive_malformed_input(capfd: pytest.CaptureFixture[str]) -> None:
+    """The PS in 2 worker processes (D13): whichever worker reads a mutant routes it
+    (first line, To/From header) and the owner's stack answers it; none may die."""
+    from presence_ims.nodes.ps.config import PsConfig
+    from presence_ims.nodes.ps.workers import PsCluster
+    from presence_ims.sip.transaction import Address
+    from presence_ims.transport import SipEndpoint
+    from presence_ims.ua import UserAgent
+
+    rng = random.Random(SEED + 2)
+    answers: list[int] = []
+    ps = PsCluster(PsConfig(trust="open", sip=("udp:127.0.0.1:0",), workers=2), log_level="error")
+    await ps.start()
+    endpoint = SipEndpoint(node="after")
+    publishers = SipEndpoint(node="publishers")
+    try:
+        await fuzz_udp(ps.port(), "home1.net", 600, rng, answers)
+        assert 500 not in answers and 400 in answers
+        assert ps.failed is not None and not ps.failed.done()
+        # every worker still serves: presentities on both sides publish and are watched
+        await endpoint.listen("udp", "127.0.0.1", 0)
+        await publishers.listen("udp", "127.0.0.1", 0)
+        address = Address("udp", "127.0.0.1", ps.port())
+        watcher = UserAgent(endpoint, "sip:watcher@home1.net", outbound=address)
+        for i in range(10):
+            user = f"sip:user{i}@home1.net"
+            body = pidf.build(pidf.PresenceDocument(user, (pidf.PresenceTuple("t", "open"),)))
+            r = await UserAgent(publishers, user, outbound=address).publish(body)
+            assert r.status == 200
+            sub = await watcher.subscribe(user)
+            note = await sub.next()
+            assert note.state == "active" and pidf.parse(note.body).tuples[0].basic == "open"
+        assert not ps.failed.done()
+    finally:
+        await endpoint.close()
+        await publishers.close()
+        await ps.stop()
+    # the workers' stderr is this process's: nothing escaped to an event loop there
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception in callback" not in err, err[-3000:]
