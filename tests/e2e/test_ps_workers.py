@@ -68,7 +68,7 @@ async def cluster(workers: int = 2, **config: Any) -> AsyncIterator[PsCluster]:
         "trust": "open", "sip": ("udp:127.0.0.1:0",), "store": "memory", "workers": workers,
     }
     values.update(config)
-    ps = PsCluster(PsConfig(**values), log_level="warning")
+    ps = PsCluster(PsConfig(**values), log_level=os.environ.get("PS_WORKERS_LOG", "warning"))
     await ps.start()
     try:
         yield ps

@@ -7,6 +7,7 @@ or unwritable database is a :class:`StoreError` naming the file.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -586,3 +587,59 @@ async def _refused_read_only(path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         await SqliteStore(path).open()
     assert str(path) in str(info.value)
     assert "readonly" in str(info.value)
+
+
+async def test_sqlite_flush_cancelled_mid_commit_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop cancels the periodic flush while its commit runs in the worker thread: the
+    commit goes on there, and the final flush (close) waits for it instead of starting a
+    second transaction on the same connection (which SQLite refuses, losing that batch)."""
+    import threading
+
+    from presence_ims.storage import sqlite as sqlite_store
+
+    started, release = threading.Event(), threading.Event()
+    real_commit = sqlite_store._commit
+    open_transaction = threading.Lock()
+    overlaps: list[bool] = []
+
+    def slow_commit(db: sqlite3.Connection, puts: Any, dels: Any) -> None:
+        if not started.is_set():  # the first: holds its transaction open for a while
+            with open_transaction:
+                db.execute("BEGIN")
+                started.set()
+                release.wait(5)
+                db.execute("ROLLBACK")
+                real_commit(db, puts, dels)
+            return
+        overlaps.append(open_transaction.locked())
+        real_commit(db, puts, dels)
+
+    path = tmp_path / "ps.db"
+    store = SqliteStore(path)
+    await store.open()
+    store.put("subscription", "s1", {"n": 1})
+    monkeypatch.setattr(sqlite_store, "_commit", slow_commit)
+    flush = asyncio.create_task(store.flush())
+    await asyncio.to_thread(started.wait, 5)
+    flush.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flush
+    store.put("subscription", "s2", {"n": 2})
+    # the commit in the thread ends a while after the stop began (a busy disk, another
+    # process holding the lock): the final flush must neither overlap nor skip it
+    timer = threading.Timer(0.3, release.set)
+    timer.start()
+    try:
+        await store.close()  # no StoreError: nothing was refused
+    finally:
+        timer.cancel()
+        release.set()
+    assert overlaps == [False]
+    again = SqliteStore(path)
+    await again.open()
+    try:
+        assert sorted(await again.load("subscription")) == ["s1", "s2"]
+    finally:
+        await again.close()

@@ -90,6 +90,8 @@ class SqliteStore:
         self._pending: dict[tuple[str, str], object] = {}
         self._lock = asyncio.Lock()
         """One user of the connection at a time: commits run in a worker thread."""
+        self._committing: asyncio.Future[None] | None = None
+        """The commit in its thread, while a flush waits for it (or after it was cancelled)."""
 
     async def open(self) -> None:
         try:
@@ -130,6 +132,7 @@ class SqliteStore:
 
     async def load(self, kind: str) -> dict[str, dict[str, Any]]:
         async with self._lock:
+            await self._settle()
             return self._load(kind)
 
     def _load(self, kind: str) -> dict[str, dict[str, Any]]:
@@ -156,22 +159,45 @@ class SqliteStore:
 
         SQLite does its work (and a WAL checkpoint's fsync) without the GIL, so the
         event loop goes on reading and answering meanwhile; writes made during the
-        commit wait for the next one.
+        commit wait for the next one. A flush cancelled meanwhile (a node stopping)
+        leaves the commit running in its thread: the next flush, load or close waits
+        for it before using the connection again (one transaction at a time).
         """
         async with self._lock:
+            await self._settle()
             if not self._pending:
                 return
             db = self._require()
             batch, self._pending = self._pending, {}
-            puts = [(k, key, json.dumps(v)) for (k, key), v in batch.items() if v is not _DELETE]
-            dels = [(k, key) for (k, key), v in batch.items() if v is _DELETE]
+            task = self._committing = asyncio.ensure_future(self._commit(db, batch))
             try:
-                await asyncio.to_thread(_commit, db, puts, dels)
-            except sqlite3.DatabaseError as exc:
-                # keep the batch so nothing is lost; newer writes win
-                batch.update(self._pending)
-                self._pending = batch
-                raise StoreError(f"cannot write database {self.path}: {exc}") from None
+                await asyncio.shield(task)
+            finally:
+                if task.done():
+                    self._committing = None
+
+    async def _commit(self, db: sqlite3.Connection, batch: dict[tuple[str, str], object]) -> None:
+        puts = [(k, key, json.dumps(v)) for (k, key), v in batch.items() if v is not _DELETE]
+        dels = [(k, key) for (k, key), v in batch.items() if v is _DELETE]
+        try:
+            await asyncio.to_thread(_commit, db, puts, dels)
+        except sqlite3.DatabaseError as exc:
+            # keep the batch so nothing is lost; newer writes win
+            batch.update(self._pending)
+            self._pending = batch
+            raise StoreError(f"cannot write database {self.path}: {exc}") from None
+
+    async def _settle(self) -> None:
+        """Wait for a commit left running by a cancelled flush (its failure put its
+        batch back in the pending writes: the caller's flush retries it)."""
+        task = self._committing
+        if task is None:
+            return
+        try:
+            await asyncio.shield(task)
+        except StoreError:
+            pass
+        self._committing = None
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:

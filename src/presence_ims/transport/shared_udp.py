@@ -19,7 +19,7 @@ from typing import Any
 
 from ..sip.transaction import Address
 from .base import Receiver
-from .udp import MAX_DATAGRAM, RCVBUF_BYTES, _Protocol
+from .udp import MAX_DATAGRAM, RCVBUF_BYTES, UdpTransport, _Protocol
 
 INBOX_READS_PER_TURN = 256
 """Inbox datagrams read per readiness callback before the loop serves others."""
@@ -63,10 +63,11 @@ class _SharedProtocol(_Protocol):
             owner.hand_over(worker, data, addr)
 
 
-class SharedUdpTransport:
-    """One worker's UDP transport: the shared socket, its own inbox, the others' inboxes."""
+class SharedUdpTransport(UdpTransport):
+    """One worker's UDP transport: the shared socket, its own inbox, the others' inboxes.
 
-    via_transport = "UDP"
+    Sending is :class:`UdpTransport`'s, on the shared socket.
+    """
 
     def __init__(
         self,
@@ -81,34 +82,25 @@ class SharedUdpTransport:
         on_control: Callable[[dict[str, Any]], None] | None = None,
         name: str = "udp",
     ) -> None:
-        self.receiver = receiver
-        self.name = name
+        bound = sock.getsockname()
+        super().__init__(receiver, host or bound[0], bound[1], name=name)
         self.index = index
         self.route = route
         self.on_control = on_control
         self._sock = sock
         self._inbox = inbox
         self._outboxes = list(outboxes)
-        bound = sock.getsockname()
-        self.host = host or bound[0]
-        self.port = bound[1]
-        self.errors = 0
         self.handed_over = 0
         self.hand_over_dropped = 0
-        self._transport: asyncio.DatagramTransport | None = None
-        self._protocol: _SharedProtocol | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def _make_protocol(self) -> _Protocol:
+        return _SharedProtocol(self)
+
     async def start(self) -> None:
-        loop = self._loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: _SharedProtocol(self), sock=self._sock  # type: ignore[arg-type]
-        )
-        if isinstance(loop, asyncio.SelectorEventLoop) and hasattr(transport, "max_size"):
-            transport.max_size = MAX_DATAGRAM  # see UdpTransport.start
-        self._transport = transport
-        self._protocol = protocol
-        loop.add_reader(self._inbox.fileno(), self._read_inbox)
+        await self._open(self._sock)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._inbox.fileno(), self._read_inbox)
 
     # -- handing over -------------------------------------------------------------------
     def hand_over(self, worker: int, data: bytes, addr: tuple[Any, ...]) -> None:
@@ -146,22 +138,8 @@ class SharedUdpTransport:
                     continue
                 self.on_control(message)
 
-    # -- Transport ------------------------------------------------------------------------
-    def send(self, data: bytes, destination: Address, transaction: object = None) -> None:
-        if self._transport is None or self._transport.is_closing():
-            self.receiver.send_failed(destination, "UDP transport closed", transaction)
-            return
-        try:
-            self._transport.sendto(data, (destination.host, destination.port))
-        except (OSError, ValueError) as exc:
-            self.receiver.send_failed(destination, f"UDP send failed: {exc}", transaction)
-
     async def close(self) -> None:
         if self._loop is not None:
             self._loop.remove_reader(self._inbox.fileno())
             self._loop = None
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-            if self._protocol is not None:
-                await self._protocol.closed
+        await super().close()

@@ -58,7 +58,6 @@ class UdpTransport:
         self._protocol: _Protocol | None = None
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -68,7 +67,15 @@ class UdpTransport:
         except OSError:
             sock.close()
             raise
-        transport, protocol = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
+        await self._open(sock)
+
+    def _make_protocol(self) -> _Protocol:
+        return _Protocol(self)
+
+    async def _open(self, sock: socket.socket) -> None:
+        """Serve the bound socket ``sock`` on the running loop."""
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_datagram_endpoint(self._make_protocol, sock=sock)
         if isinstance(loop, asyncio.SelectorEventLoop) and hasattr(transport, "max_size"):
             # asyncio's selector transport receives each datagram into a new buffer of
             # ``max_size`` (256 KiB), which costs about 15 us per datagram here, more than
