@@ -7,6 +7,8 @@ subscribe, refresh and end a dialog, the answers to NOTIFYs, rule edits over
 XCAP, a restart with another number of workers) must reach the one process that
 holds its state. A datagram read by the wrong worker shows up here as a 412, a
 481, a missing NOTIFY or a NOTIFY with the wrong document.
+
+``PS_WORKERS_LOG=debug`` shows the workers' logs (every message, with its worker).
 """
 
 from __future__ import annotations
