@@ -259,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except KeyboardInterrupt:  # Ctrl-C before a node's loop runs (while importing it)
+        return 130
     except UsageError as exc:
         # one line, even for a message listing several problems (config check)
         first, *rest = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]

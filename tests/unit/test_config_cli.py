@@ -447,3 +447,16 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out == f"presence-ims {__version__}\n"
+
+
+def test_ctrl_c_before_the_loop_runs_is_exit_130_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C while a command still imports its node (before its loop handles signals)."""
+    from presence_ims import cli
+
+    def interrupted(_args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_config_check", interrupted)
+    assert cli.main(["config", "check", "x.toml"]) == 130
