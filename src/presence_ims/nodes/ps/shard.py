@@ -89,8 +89,9 @@ class Router:
         end = data.find(b"\n")
         if end < 0:
             return 0
-        blank = data.find(b"\r\n\r\n", end - 1)
-        head = data[end - 1 : blank if blank >= 0 else len(data)]
+        blank = data.find(b"\r\n\r\n", max(end - 1, 0))
+        stop = blank if blank >= 0 else len(data)
+        head = data[end:stop] if stop > end else b""  # from the first line's LF
         if data.startswith(b"SIP/2.0 "):
             uri = None
             match = _FROM.search(head)
