@@ -460,3 +460,13 @@ def test_ctrl_c_before_the_loop_runs_is_exit_130_without_a_traceback(
 
     monkeypatch.setattr(cli, "cmd_config_check", interrupted)
     assert cli.main(["config", "check", "x.toml"]) == 130
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ps_with_a_bad_store_is_a_usage_error(
+    workers: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["node", "ps", "--store", "bogus", "--workers", workers,
+                 "--sip", "udp:127.0.0.1:0"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown store 'bogus'" in err and "Traceback" not in err

@@ -383,11 +383,11 @@ async def _ps_open(args: argparse.Namespace) -> int:
     except Exception as exc:
         raise UsageError(f"bad PS options: {exc}") from None
     node: PresenceServer | PsCluster
-    if config.workers > 1:
-        node = PsCluster(config, log_level=args.log_level)
-    else:
-        node = PresenceServer(config)
     try:
+        if config.workers > 1:
+            node = PsCluster(config, log_level=args.log_level)
+        else:
+            node = PresenceServer(config)
         await node.start()
     except (PsStartError, StoreError) as exc:
         raise UsageError(str(exc)) from None
