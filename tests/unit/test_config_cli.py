@@ -462,11 +462,21 @@ def test_ctrl_c_before_the_loop_runs_is_exit_130_without_a_traceback(
     assert cli.main(["config", "check", "x.toml"]) == 130
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_ps_with_a_bad_store_is_a_usage_error(
-    workers: str, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--store", "bogus"], "unknown store 'bogus'"),
+        (["--store", "bogus", "--workers", "2"], "unknown store 'bogus'"),
+        (["--sip", "garbage"], "--sip: Value error, bad listen address 'garbage'"),
+        (["--workers", "0"], "--workers: Input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_ps_options_are_one_line_and_exit_2(
+    options: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["node", "ps", "--store", "bogus", "--workers", workers,
-                 "--sip", "udp:127.0.0.1:0"]) == 2
+    args = ["node", "ps", *options]
+    if "--sip" not in options:
+        args += ["--sip", "udp:127.0.0.1:0"]
+    assert main(args) == 2
     err = capsys.readouterr().err
-    assert "unknown store 'bogus'" in err and "Traceback" not in err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from .. import logging as plog
 from ..config import ConfigError, NetworkSettings, load
 from ..security import pki
@@ -379,9 +381,12 @@ async def _ps_open(args: argparse.Namespace) -> int:
     sip = tuple(args.sip or ["udp:127.0.0.1:5065"])
     try:
         config = PsConfig(trust=args.trust or "open", sip=sip, store=args.store or "memory",
-                          xcap=(args.xcap or None), workers=args.workers or 1)
-    except Exception as exc:
-        raise UsageError(f"bad PS options: {exc}") from None
+                          xcap=(args.xcap or None),
+                          workers=1 if args.workers is None else args.workers)
+    except ValidationError as exc:
+        raise UsageError("bad PS options: " + "; ".join(
+            f"--{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )) from None
     node: PresenceServer | PsCluster
     try:
         if config.workers > 1:

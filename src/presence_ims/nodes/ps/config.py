@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ...transport.spec import parse_listen
 
 _MODEL = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
@@ -77,6 +79,13 @@ class PsConfig(BaseModel):
     """XCAP Digest: IMPI -> password (from the HSS data)."""
     identities: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     """XCAP: IMPI -> the IMPUs (XUIs) the user owns."""
+    @field_validator("sip")
+    @classmethod
+    def _listen_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for spec in value:
+            parse_listen(spec)  # ValueError: "bad listen address ...: expected TRANSPORT:HOST:PORT"
+        return value
+
     tls_cert: str | None = None
     """PEM certificate for TLS (network domain security)."""
     tls_key: str | None = None
