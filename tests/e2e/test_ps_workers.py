@@ -16,7 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import signal
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -193,3 +196,47 @@ async def test_workers_serve_udp_only() -> None:
     with pytest.raises(PsStartError, match="exactly one UDP listener"):
         async with cluster(2, sip=("udp:127.0.0.1:0", "tcp:127.0.0.1:0")):
             pass
+
+
+async def test_the_workers_die_with_their_parent_even_by_sigkill() -> None:
+    """A worker left alone would go on answering for its presentities on the port."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "presence_ims", "node", "ps", "--trust", "open",
+        "--sip", "udp:127.0.0.1:0", "--workers", "2", "--log-level", "error",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )
+    pidfds: list[int] = []
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line.startswith(b"ready: ps") and b"workers=2" in line
+        pidfds = _children_pidfds(proc.pid)
+        assert len(pidfds) >= 2  # the workers (and multiprocessing's resource tracker)
+        proc.kill()
+        # a pidfd becomes readable when its process has exited: no polling
+        ready = await asyncio.to_thread(_wait_readable, pidfds, 15.0)
+        survivors = [fd for fd in pidfds if fd not in ready]
+        for fd in survivors:  # they hold the pipe that proc.wait() waits for: end them
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        assert not survivors, f"{len(survivors)} worker(s) outlived their parent"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        for fd in pidfds:
+            os.close(fd)
+
+
+def _children_pidfds(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [os.pidfd_open(int(child)) for child in f.read().split()]
+
+
+def _wait_readable(fds: list[int], timeout: float) -> list[int]:
+    done: list[int] = []
+    deadline = time.monotonic() + timeout
+    while len(done) < len(fds) and time.monotonic() < deadline:
+        readable, _, _ = select.select([f for f in fds if f not in done], [], [],
+                                       max(0.0, deadline - time.monotonic()))
+        done.extend(readable)
+    return done

@@ -22,6 +22,8 @@ worker and by the parent (XCAP documents), in WAL mode.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -40,6 +42,8 @@ from .core import canonical_key
 from .node import RUN_MARKER, PsStartError, WorkerPlan, start_xcap
 from .shard import Router, shard_of
 
+PR_SET_PDEATHSIG = 1
+"""prctl option: the signal a process gets when its parent dies (linux/prctl.h)."""
 START_TIMEOUT = 60.0
 """Seconds a worker may take to start (imports, restoring its share of the store)."""
 STOP_TIMEOUT = 10.0
@@ -61,6 +65,7 @@ class _WorkerArgs:
     unclean: bool
     log_level: str
     conn: Connection
+    parent: int
 
 
 class PsCluster:
@@ -160,6 +165,7 @@ class PsCluster:
                     unclean=unclean,
                     log_level=self.log_level,
                     conn=child_end,
+                    parent=os.getpid(),
                 )
                 process = context.Process(
                     target=_worker_main, args=(args,), name=f"presence-ims-ps-{index}", daemon=True
@@ -251,9 +257,21 @@ class PsCluster:
 # -- in the worker process ------------------------------------------------------------------------
 
 
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM this process when the parent dies, even by SIGKILL (Linux prctl
+    PR_SET_PDEATHSIG): a worker left alone would go on serving its share of the
+    presentities, and the port, behind the back of the next start."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
+
+
 def _worker_main(args: _WorkerArgs) -> None:
-    """Entry point of a worker process: Ctrl-C is the parent's; SIGTERM stops it."""
+    """Entry point of a worker process: Ctrl-C is the parent's; SIGTERM (from it, or its
+    death) stops it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(args.parent)
     from ... import logging as plog
     from ...cli import run_async
 
