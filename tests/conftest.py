@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,6 +38,16 @@ structlog.configure(
 )
 
 TESTS_DIR = Path(__file__).resolve().parent
+
+
+@pytest.fixture(autouse=True)
+def _structlog_config_restored() -> Iterator[None]:
+    """A test that runs a CLI command in process gets structlog configured the way the
+    command configures it (printing to the stderr pytest captures for that test, closed
+    afterwards): later tests must log as configured above, not to a closed file."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 DATA_DIR = TESTS_DIR / "data"
 RFC4475_DIR = DATA_DIR / "rfc4475"
 
