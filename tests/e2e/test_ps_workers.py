@@ -228,8 +228,19 @@ async def test_the_workers_die_with_their_parent_even_by_sigkill() -> None:
 
 
 def _children_pidfds(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [os.pidfd_open(int(child)) for child in f.read().split()]
+    """pidfds of the processes whose parent is ``pid`` (from /proc/*/stat: field 4)."""
+    fds = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rpartition(")")[2].split()[1])
+            if ppid == pid:
+                fds.append(os.pidfd_open(int(entry)))
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+    return fds
 
 
 def _wait_readable(fds: list[int], timeout: float) -> list[int]:
