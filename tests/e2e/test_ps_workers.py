@@ -251,3 +251,33 @@ def _wait_readable(fds: list[int], timeout: float) -> list[int]:
                                        max(0.0, deadline - time.monotonic()))
         done.extend(readable)
     return done
+
+
+async def test_a_rules_document_of_the_largest_size_reaches_its_worker() -> None:
+    """XCAP takes documents up to 64 KiB; the edit travels to the owner as one control
+    datagram, whatever characters the document holds."""
+    ones = "".join(f'<cp:one id="sip:\u00fcser{i}@home1.net"/>' for i in range(1650))
+    ruleset = (
+        '<cp:ruleset xmlns:cp="urn:ietf:params:xml:ns:common-policy" '
+        'xmlns:pr="urn:ietf:params:xml:ns:pres-rules"><cp:rule id="r1"><cp:conditions>'
+        f'<cp:identity><cp:one id="sip:watcher@home1.net"/>{ones}</cp:identity></cp:conditions>'
+        "<cp:actions><pr:sub-handling>block</pr:sub-handling></cp:actions></cp:rule></cp:ruleset>"
+    ).encode()
+    assert 60_000 < len(ruleset) <= 64 * 1024
+    user = USERS[0]
+    async with cluster(2, xcap="http:127.0.0.1:0", credentials={"user0@home1.net": "pw0"},
+                       identities={"user0@home1.net": (user,)}) as ps:
+        agents = Agents(ps.port())
+        try:
+            watcher = await agents.ua("sip:watcher@home1.net")
+            sub = await watcher.subscribe(user, expires=600)
+            assert (await sub.next()).state == "active"
+            auth = DigestAuthMiddleware("user0@home1.net", "pw0")
+            async with aiohttp.ClientSession(middlewares=(auth,)) as http:
+                r = await http.put(f"http://127.0.0.1:{ps.xcap.port}/xcap-root/pres-rules/users/{user}/index",
+                                   data=ruleset, headers={"Content-Type": "application/auth-policy+xml"})
+                assert r.status in (200, 201), await r.text()
+            end = await sub.next()
+            assert end.state == "terminated" and end.params["reason"] == "rejected"
+        finally:
+            await agents.close()

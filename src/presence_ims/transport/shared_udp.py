@@ -6,7 +6,8 @@ front. Everything a worker sends leaves from the shared socket, so peers see one
 address and port (RFC 3581: a response leaves from where its request came in).
 
 Inbox datagrams: ``D<host> <port>\\n<SIP message>`` (a handed-over datagram) or
-``C<json>`` (a control message from the parent process, given to ``on_control``).
+``C<json>\\n<content>`` (a control message from the parent process, given to
+``on_control`` with its content).
 """
 
 from __future__ import annotations
@@ -34,8 +35,19 @@ def inbox_pair() -> tuple[socket.socket, socket.socket]:
     return sender, receiver
 
 
-def control_message(payload: dict[str, Any]) -> bytes:
-    return b"C" + json.dumps(payload).encode()
+INBOX_MAX = MAX_DATAGRAM + 4096
+"""Largest inbox datagram: a handed-over SIP datagram with its source in front, or a
+control message carrying a document of up to 64 KiB (the XCAP limit) with its header."""
+
+
+def control_message(payload: dict[str, Any], content: bytes | None = None) -> bytes:
+    """``C<json>\\n<content>``: the content travels as it is (JSON would escape it into
+    up to six times its size); ValueError when the whole does not fit an inbox datagram."""
+    head = dict(payload, has_content=content is not None)
+    message = b"C" + json.dumps(head).encode() + b"\n" + (content or b"")
+    if len(message) > INBOX_MAX:
+        raise ValueError(f"control message of {len(message)} bytes (at most {INBOX_MAX})")
+    return message
 
 
 def bind_shared(host: str, port: int) -> socket.socket:
@@ -79,7 +91,7 @@ class SharedUdpTransport(UdpTransport):
         outboxes: Sequence[socket.socket],
         route: Callable[[bytes], int],
         host: str | None = None,
-        on_control: Callable[[dict[str, Any]], None] | None = None,
+        on_control: Callable[[dict[str, Any], bytes | None], None] | None = None,
         name: str = "udp",
     ) -> None:
         bound = sock.getsockname()
@@ -115,7 +127,7 @@ class SharedUdpTransport(UdpTransport):
         inbox = self._inbox
         for _ in range(INBOX_READS_PER_TURN):
             try:
-                data = inbox.recv(MAX_DATAGRAM + 512)
+                data = inbox.recv(INBOX_MAX)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -131,12 +143,13 @@ class SharedUdpTransport(UdpTransport):
                     continue
                 self.receiver.datagram_received(data[newline + 1 :], source)
             elif data[:1] == b"C" and self.on_control is not None:
+                head, _, content = data[1:].partition(b"\n")
                 try:
-                    message = json.loads(data[1:])
+                    message = json.loads(head)
                 except ValueError:
                     self.errors += 1
                     continue
-                self.on_control(message)
+                self.on_control(message, content if message.get("has_content") else None)
 
     async def close(self) -> None:
         if self._loop is not None:

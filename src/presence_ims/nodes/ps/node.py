@@ -72,7 +72,7 @@ class WorkerPlan:
 
     index: int
     count: int
-    transport: Callable[[SipEndpoint, Callable[[dict[str, Any]], None]], Any]
+    transport: Callable[[SipEndpoint, Callable[[dict[str, Any], bytes | None], None]], Any]
     """Makes its SIP transport (a :class:`SharedUdpTransport`) for the endpoint, with
     the callback for the parent's control messages."""
     unclean: bool = False
@@ -631,13 +631,11 @@ class PresenceServer:
         self.log.info("rules_changed", xui=xui)
         self._apply(self.core.set_rules(xui, ruleset, self.clock()), None)
 
-    def _control(self, message: dict[str, Any]) -> None:
+    def _control(self, message: dict[str, Any], content: bytes | None) -> None:
         """A control message from the parent of the workers (an XCAP edit, D13)."""
         if message.get("op") == "rules":
-            content = message.get("content")
             self._xcap_changed(
-                str(message.get("auid")), str(message.get("xui")), str(message.get("name")),
-                content.encode() if isinstance(content, str) else None,
+                str(message.get("auid")), str(message.get("xui")), str(message.get("name")), content
             )
         else:
             self.log.warning("unknown_control_message", op=message.get("op"))

@@ -241,15 +241,13 @@ class PsCluster:
         if auid != "pres-rules" or name != "index":
             return
         self.send_control(
-            self.worker_of(xui),
-            {"op": "rules", "auid": auid, "xui": xui, "name": name,
-             "content": content.decode() if content is not None else None},
+            self.worker_of(xui), {"op": "rules", "auid": auid, "xui": xui, "name": name}, content
         )
 
-    def send_control(self, worker: int, message: dict[str, Any]) -> None:
+    def send_control(self, worker: int, message: dict[str, Any], content: bytes | None = None) -> None:
         try:
-            self._outboxes[worker].send(control_message(message))
-        except OSError as exc:
+            self._outboxes[worker].send(control_message(message, content))
+        except (OSError, ValueError) as exc:
             self.log.error("control_message_lost", worker=worker, op=message.get("op"),
                            reason=str(exc))
 
