@@ -114,3 +114,30 @@ def test_any_bytes_route_somewhere(data: bytes, workers: int) -> None:
 def test_any_text_in_the_headers_routes_somewhere(junk: str, workers: int) -> None:
     raw = request("SUBSCRIBE", junk.replace(" ", ""), junk).decode("utf-8", "replace")
     assert 0 <= router(workers).route(raw.encode("utf-8", "surrogatepass")) < workers
+
+
+def test_a_datagram_for_a_full_or_gone_inbox_is_dropped_and_counted() -> None:
+    import socket
+    from collections import Counter
+
+    from presence_ims.transport.shared_udp import SharedUdpTransport, inbox_pair
+
+    class Receiver:
+        stats: Counter[str] = Counter()
+
+    shared = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    shared.bind(("127.0.0.1", 0))
+    outbox, inbox = inbox_pair()
+    mine_out, mine_in = inbox_pair()
+    try:
+        t = SharedUdpTransport(Receiver(), shared, index=0, inbox=mine_in, outboxes=[mine_out, outbox],  # type: ignore[arg-type]
+                               route=lambda _data: 1)
+        t.hand_over(1, b"OPTIONS sip:x SIP/2.0\r\n\r\n", ("127.0.0.1", 5060))
+        assert inbox.recv(100) == b"D127.0.0.1 5060\nOPTIONS sip:x SIP/2.0\r\n\r\n"
+        inbox.close()  # the other worker is gone
+        t.hand_over(1, b"OPTIONS sip:x SIP/2.0\r\n\r\n", ("127.0.0.1", 5060))
+        assert (t.handed_over, t.hand_over_dropped) == (1, 1)
+        assert Receiver.stats["hand_over_dropped"] == 1
+    finally:
+        for s in (shared, outbox, mine_out, mine_in):
+            s.close()

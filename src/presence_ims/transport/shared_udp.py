@@ -122,6 +122,9 @@ class SharedUdpTransport(UdpTransport):
             self.handed_over += 1
         except OSError:  # the other worker's inbox is full (or gone): a lost datagram
             self.hand_over_dropped += 1
+            stats = getattr(self.receiver, "stats", None)
+            if stats is not None:  # the endpoint's counters (``hand_over_dropped``)
+                stats["hand_over_dropped"] += 1
 
     def _read_inbox(self) -> None:
         inbox = self._inbox
