@@ -158,8 +158,10 @@ class Dialog:
         return cls(**data)
 
 
-def dialog_id_of_request(request: Request) -> tuple[str, str, str]:
-    """(Call-ID, local tag, remote tag) as seen by the receiver of an in-dialog request."""
-    to: NameAddr = request.to
+def dialog_id_of_request(request: Request, to: NameAddr | None = None) -> tuple[str, str, str]:
+    """(Call-ID, local tag, remote tag) as seen by the receiver of an in-dialog request
+    (``to``: its To header, when the caller has already parsed it)."""
+    if to is None:
+        to = request.to
     frm: NameAddr = request.from_
     return (request.call_id, to.tag or "", frm.tag or "")

@@ -627,11 +627,7 @@ class PresenceCore:
     def find_dialog(self, request: Request, to: NameAddr | None = None) -> SubscriptionRecord | None:
         """The subscription of an in-dialog request (``to``: its To header, if parsed)."""
         try:
-            if to is None:
-                dialog_id = dialog_id_of_request(request)
-            else:
-                dialog_id = (request.call_id, to.tag or "", request.from_.tag or "")
-            sub_id = self.by_dialog.get(dialog_id)
+            sub_id = self.by_dialog.get(dialog_id_of_request(request, to))
         except SipParseError:
             return None
         return self.subscriptions.get(sub_id) if sub_id else None
