@@ -49,15 +49,15 @@ COUNTERS_PERSIST_INTERVAL = 10.0
 CSEQ_SAVE_EVERY = 500
 CRASH_CSEQ_SLACK = 1000
 COUNTERS_SLICE = 256
+"""Records the periodic counter write persists per loop turn: with 100,000 watchers
+all notified since the last write, writing them in one go would hold the loop for
+seconds, delaying every receive and NOTIFY behind it."""
 NOTIFY_BATCH = 64
 """NOTIFYs sent per loop turn. An outcome with more (a presentity with many watchers,
 a rule change, a restart) is queued: this many go out at once and the rest over the
 following loop turns, receives being read in between. NOTIFYs leave in the order the
 core made them, queued ones first; each counts as sent for the core (one in flight per
 subscription, RFC 6446 coalescing) from the moment it is queued."""
-"""Records the periodic counter write persists per loop turn: with 100,000 watchers
-all notified since the last write, writing them in one go would hold the loop for
-seconds, delaying every receive and NOTIFY behind it."""
 RUN_MARKER = ("ps", "run")
 """Store kind and key of ``{"clean": bool}``: did the last run stop cleanly."""
 
@@ -394,10 +394,8 @@ class PresenceServer:
         """Queue NOTIFYs behind those already waiting, and send the first batch now."""
         queue = self._notify_queue
         for notify in notifies:
-            self.core.notify_sent(notify.subscription_id)
-            self._inflight += 1
+            self._notify_started(notify.subscription_id)
             queue.append((notify.subscription_id, notify.request, notify.destination))
-        self._idle.clear()
         if self._notify_drain is None:
             self._drain_notifies()
 
@@ -431,22 +429,27 @@ class PresenceServer:
 
     def _persist_counters(self) -> None:
         dirty, self._counters_dirty = self._counters_dirty, set()
-        live = self.core.subscriptions
         for sub_id in dirty:
-            sub = live.get(sub_id)
-            if sub is not None:
-                self._put_subscription(sub, sub.persisted_state())
+            self._persist_counter(sub_id)
+
+    def _persist_counter(self, sub_id: str) -> None:
+        """Write a live subscription whose record is behind (not one written meanwhile:
+        another change, or its CSeq reaching ``CSEQ_SAVE_EVERY``)."""
+        sub = self.core.subscriptions.get(sub_id)
+        if sub is None:
+            return
+        state = sub.persisted_state()
+        if sub.saved != state or sub.saved_cseq != sub.dialog.local_cseq:
+            self._put_subscription(sub, state)
 
     async def _persist_counters_sliced(self) -> None:
         """:meth:`_persist_counters`, :data:`COUNTERS_SLICE` records per loop turn.
 
-        A record written meanwhile (another change, or its CSeq reaching
-        ``CSEQ_SAVE_EVERY``) is not written again; what is left when the task is
-        cancelled goes back to the dirty set, for the final write at stop.
+        What is left when the task is cancelled goes back to the dirty set, for the
+        final write at stop.
         """
         pending = list(self._counters_dirty)
         self._counters_dirty = set()
-        live = self.core.subscriptions
         done = 0
         try:
             while done < len(pending):
@@ -454,12 +457,7 @@ class PresenceServer:
                     await asyncio.sleep(0)
                 for sub_id in pending[done : done + COUNTERS_SLICE]:
                     done += 1
-                    sub = live.get(sub_id)
-                    if sub is None:
-                        continue
-                    state = sub.persisted_state()
-                    if sub.saved != state or sub.saved_cseq != sub.dialog.local_cseq:
-                        self._put_subscription(sub, state)
+                    self._persist_counter(sub_id)
         finally:
             self._counters_dirty.update(pending[done:])
 
@@ -473,20 +471,14 @@ class PresenceServer:
         except ResolveError as exc:
             self.log.warning("notify_unroutable", reason=str(exc))
             if queued:
-                self._inflight -= 1
-                if self._inflight == 0:
-                    self._idle.set()
+                self._notify_ended()
             self._apply(self.core.notify_done(sub_id, 503, self.clock()), None)
             return
         if not queued:
-            self.core.notify_sent(sub_id)
-            self._inflight += 1
-            self._idle.clear()
+            self._notify_started(sub_id)
 
         def done(response: Response) -> None:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.set()
+            self._notify_ended()
             if self._stopping:
                 return
             self._apply(self.core.notify_done(sub_id, response.status, self.clock()), None)
@@ -494,6 +486,17 @@ class PresenceServer:
                 self.on_notify_result(sub_id, response.status)
 
         self.endpoint.start_request(request, address, done)
+
+    def _notify_started(self, sub_id: str) -> None:
+        """A NOTIFY counts as sent for the core, and in flight for a stop, from now on."""
+        self.core.notify_sent(sub_id)
+        self._inflight += 1
+        self._idle.clear()
+
+    def _notify_ended(self) -> None:
+        self._inflight -= 1
+        if self._inflight == 0:
+            self._idle.set()
 
     def _notify_address(
         self, dialog: Any, request: Any, destination: dict[str, Any] | None
