@@ -378,7 +378,7 @@ async def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot open a socket: {exc.strerror or exc}") from None
     out = sys.stdout
-    sessions: list[Session] = []
+    session: Session | None = None
     try:
         try:
             async with asyncio.timeout(15):
@@ -390,7 +390,6 @@ async def _run(args: argparse.Namespace) -> int:
         channel = "IMS AKA + ESP (" + (f"{ue.sa_set.alg}, {ue.sa_set.ealg}" if ue.sa_set else "") + ")" if reg.protected else config.auth
         print(f"registered {config.impu} ({channel}); identities: {', '.join(reg.impus)}", file=out, flush=True)
         session = Session(ue, domain, xcap, config.password)
-        sessions.append(session)
         if args.command:
             try:
                 await run_command(session, list(args.command), out)
@@ -412,8 +411,8 @@ async def _run(args: argparse.Namespace) -> int:
                 print("error: bad arguments (try help)", file=out, flush=True)
         return 0
     finally:
-        for done in sessions:  # end what we watch before we go: no NOTIFY left for a gone UE
-            await _unwatch_all(done)
+        if session is not None:  # end what we watch before we go: no NOTIFY left for a gone UE
+            await _unwatch_all(session)
         await ue.stop(deregister=True)
 
 
