@@ -22,6 +22,7 @@ from presence_ims.nodes.ps.node import PresenceServer
 from presence_ims.sip.transaction import Address
 from presence_ims.transport import SipEndpoint
 from presence_ims.ua import UserAgent
+from psagents import Agents
 
 ALICE = "sip:alice@home1.net"
 
@@ -37,24 +38,12 @@ def pidf_doc(basic: str = "open", *, entity: str = ALICE, note: str | None = Non
     )
 
 
-class Harness:
+class Harness(Agents):
+    """Agents of a PresenceServer running in this process (``ps``: its core for checks)."""
+
     def __init__(self, ps: PresenceServer) -> None:
+        super().__init__(ps.port("udp"))
         self.ps = ps
-        self.endpoints: list[SipEndpoint] = []
-
-    @property
-    def address(self) -> Address:
-        return Address("udp", "127.0.0.1", self.ps.port("udp"))
-
-    async def ua(self, aor: str) -> UserAgent:
-        ep = SipEndpoint(node=aor.split(":")[1].split("@")[0])
-        await ep.listen("udp", "127.0.0.1", 0)
-        self.endpoints.append(ep)
-        return UserAgent(ep, aor, outbound=self.address)
-
-    async def close(self) -> None:
-        for ep in self.endpoints:
-            await ep.close()
 
 
 @contextlib.asynccontextmanager

@@ -34,9 +34,7 @@ from presence_ims.nodes.ps.core import canonical_key
 from presence_ims.nodes.ps.node import PsStartError
 from presence_ims.nodes.ps.shard import shard_of
 from presence_ims.nodes.ps.workers import PsCluster
-from presence_ims.sip.transaction import Address
-from presence_ims.transport import SipEndpoint
-from presence_ims.ua import UserAgent
+from psagents import Agents
 
 USERS = [f"sip:user{i}@home1.net" for i in range(10)]
 
@@ -49,22 +47,6 @@ def doc(entity: str, note: str, basic: str = "open") -> bytes:
 
 def note_of(body: bytes) -> str:
     return pidf.parse(body).tuples[0].notes[0].text
-
-
-class Agents:
-    def __init__(self, port: int) -> None:
-        self.address = Address("udp", "127.0.0.1", port)
-        self.endpoints: list[SipEndpoint] = []
-
-    async def ua(self, aor: str) -> UserAgent:
-        ep = SipEndpoint(node=aor.split(":")[1].split("@")[0])
-        await ep.listen("udp", "127.0.0.1", 0)
-        self.endpoints.append(ep)
-        return UserAgent(ep, aor, outbound=self.address)
-
-    async def close(self) -> None:
-        for ep in self.endpoints:
-            await ep.close()
 
 
 @contextlib.asynccontextmanager
