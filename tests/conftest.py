@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import structlog
@@ -79,25 +80,33 @@ def shared() -> Path:
     return path
 
 
-class UdpClient(asyncio.DatagramProtocol):
-    """A bare UDP socket on 127.0.0.1 for tests: send raw bytes, await what comes back."""
+class UdpClient:
+    """A bare UDP socket on 127.0.0.1 for tests: send raw bytes, await what comes back.
 
-    def __init__(self) -> None:
+    It reads every waiting datagram when the socket is readable, as the nodes' UDP
+    transport does (asyncio's datagram transport reads one per loop turn, and would
+    overflow its receive buffer when a node answers a burst of requests at once).
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
         self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
-        self.transport: asyncio.DatagramTransport | None = None
-        self.port = 0
+        self.sock = sock
+        self.port = sock.getsockname()[1]
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._read)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # (asyncio's own datagram transport does not subclass DatagramTransport in 3.11)
-        self.transport = cast(asyncio.DatagramTransport, transport)
-        self.port = transport.get_extra_info("sockname")[1]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.queue.put_nowait((data, addr))
+    def _read(self) -> None:
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # an ICMP error from an earlier send
+                continue
+            self.queue.put_nowait((data, addr))
 
     def send(self, data: bytes, addr: tuple[str, int]) -> None:
-        assert self.transport is not None
-        self.transport.sendto(data, addr)
+        self.sock.sendto(data, addr)
 
     async def recv(self, within: float = 5.0) -> bytes:
         """The next datagram; raises TimeoutError when none comes ``within`` seconds."""
@@ -106,8 +115,9 @@ class UdpClient(asyncio.DatagramProtocol):
         return data
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        if self.sock.fileno() >= 0:
+            self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 @pytest.fixture
@@ -116,10 +126,12 @@ async def udp_client() -> AsyncIterator[Callable[[], Awaitable[UdpClient]]]:
     made: list[UdpClient] = []
 
     async def make() -> UdpClient:
-        loop = asyncio.get_running_loop()
-        _, proto = await loop.create_datagram_endpoint(UdpClient, local_addr=("127.0.0.1", 0))
-        made.append(proto)
-        return proto
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind(("127.0.0.1", 0))
+        client = UdpClient(sock)
+        made.append(client)
+        return client
 
     yield make
     for client in made:

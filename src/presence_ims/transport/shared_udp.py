@@ -104,15 +104,16 @@ class SharedUdpTransport(UdpTransport):
         self._outboxes = list(outboxes)
         self.handed_over = 0
         self.hand_over_dropped = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inbox_served = False
 
     def _make_protocol(self) -> _Protocol:
         return _SharedProtocol(self)
 
     async def start(self) -> None:
+        assert self._sock is not None
         await self._open(self._sock)
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._inbox.fileno(), self._read_inbox)
+        asyncio.get_running_loop().add_reader(self._inbox.fileno(), self._read_inbox)
+        self._inbox_served = True
 
     # -- handing over -------------------------------------------------------------------
     def hand_over(self, worker: int, data: bytes, addr: tuple[Any, ...]) -> None:
@@ -155,7 +156,7 @@ class SharedUdpTransport(UdpTransport):
                 self.on_control(message, content if message.get("has_content") else None)
 
     async def close(self) -> None:
-        if self._loop is not None:
+        if self._inbox_served and self._loop is not None:
             self._loop.remove_reader(self._inbox.fileno())
-            self._loop = None
+            self._inbox_served = False
         await super().close()

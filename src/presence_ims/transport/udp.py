@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import deque
 from typing import Any
 
 from ..sip.transaction import Address
@@ -20,15 +21,21 @@ MAX_DATAGRAM = 65536
 """Receive buffer for one datagram: no UDP datagram is larger (65,507 bytes of payload over IPv4)."""
 
 
-class _Protocol(asyncio.DatagramProtocol):
+READS_PER_TURN = 64
+"""Datagrams read per readiness event at most, so that one busy socket does not
+starve the rest of the event loop (timers, other sockets)."""
+
+SEND_BACKLOG_MAX = 4096
+"""Datagrams queued while the socket's send buffer is full; beyond that a send fails."""
+
+
+class _Protocol:
+    """What the transport does with each datagram read: the endpoint's ``datagram_received``
+    with an :class:`Address` per source (cached)."""
+
     def __init__(self, owner: UdpTransport) -> None:
         self.owner = owner
-        self.closed = asyncio.get_running_loop().create_future()
         self._sources: dict[tuple[Any, ...], Address] = {}
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         owner = self.owner
@@ -39,12 +46,16 @@ class _Protocol(asyncio.DatagramProtocol):
             source = self._sources[addr] = Address(owner.name, addr[0], addr[1])
         owner.receiver.datagram_received(data, source)
 
-    def error_received(self, exc: Exception) -> None:  # ICMP port unreachable etc.
-        self.owner.errors += 1
-
 
 class UdpTransport:
-    """A bound UDP socket feeding an endpoint."""
+    """A bound UDP socket feeding an endpoint.
+
+    The socket is served with ``loop.add_reader`` rather than asyncio's datagram
+    transport: each readiness event reads every waiting datagram (up to
+    :data:`READS_PER_TURN`), as Kamailio's UDP receivers loop on ``recvfrom``, instead
+    of one event loop turn per datagram; and a datagram is sent with one ``sendto``,
+    queued only while the kernel's send buffer is full (docs/performance.md).
+    """
 
     via_transport = "UDP"
 
@@ -54,8 +65,10 @@ class UdpTransport:
         self.host = host
         self.port = port
         self.errors = 0
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._protocol: _Protocol | None = None
+        self._backlog: deque[tuple[bytes, tuple[str, int], Address, object]] = deque()
 
     async def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -74,30 +87,84 @@ class UdpTransport:
 
     async def _open(self, sock: socket.socket) -> None:
         """Serve the bound socket ``sock`` on the running loop."""
-        loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_datagram_endpoint(self._make_protocol, sock=sock)
-        if isinstance(loop, asyncio.SelectorEventLoop) and hasattr(transport, "max_size"):
-            # asyncio's selector transport receives each datagram into a new buffer of
-            # ``max_size`` (256 KiB), which costs about 15 us per datagram here, more than
-            # the rest of the read (docs/performance.md); 64 KiB holds any datagram.
-            transport.max_size = MAX_DATAGRAM
-        self._transport = transport
-        self._protocol = protocol
+        sock.setblocking(False)
+        self._loop = asyncio.get_running_loop()
+        self._protocol = self._make_protocol()
+        self._sock = sock
         self.port = sock.getsockname()[1]
+        self._loop.add_reader(sock.fileno(), self._read_ready)
+
+    def _read_ready(self) -> None:
+        sock = self._sock
+        protocol = self._protocol
+        if sock is None or protocol is None:
+            return
+        recvfrom = sock.recvfrom
+        deliver = protocol.datagram_received
+        for _ in range(READS_PER_TURN):
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # an ICMP error reported on the socket (port unreachable ...)
+                self.errors += 1
+                continue
+            deliver(data, addr)
 
     def send(self, data: bytes, destination: Address, transaction: object = None) -> None:
-        if self._transport is None or self._transport.is_closing():
+        sock = self._sock
+        if sock is None:
             self.receiver.send_failed(destination, "UDP transport closed", transaction)
             return
+        addr = (destination.host, destination.port)
+        if self._backlog:
+            self._queue(data, addr, destination, transaction)
+            return
         try:
-            self._transport.sendto(data, (destination.host, destination.port))
-        except (OSError, ValueError) as exc:
+            sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self._queue(data, addr, destination, transaction)
+        except (OSError, ValueError, OverflowError) as exc:
+            self.errors += 1
             self.receiver.send_failed(destination, f"UDP send failed: {exc}", transaction)
 
+    def _queue(
+        self, data: bytes, addr: tuple[str, int], destination: Address, transaction: object
+    ) -> None:
+        if len(self._backlog) >= SEND_BACKLOG_MAX:
+            self.errors += 1
+            self.receiver.send_failed(destination, "UDP send buffer full", transaction)
+            return
+        if not self._backlog and self._loop is not None and self._sock is not None:
+            self._loop.add_writer(self._sock.fileno(), self._write_ready)
+        self._backlog.append((data, addr, destination, transaction))
+
+    def _write_ready(self) -> None:
+        sock = self._sock
+        backlog = self._backlog
+        while backlog and sock is not None:
+            data, addr, destination, transaction = backlog[0]
+            try:
+                sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except (OSError, ValueError, OverflowError) as exc:
+                self.errors += 1
+                self.receiver.send_failed(destination, f"UDP send failed: {exc}", transaction)
+            backlog.popleft()
+        if self._loop is not None and sock is not None:
+            self._loop.remove_writer(sock.fileno())
+
     async def close(self) -> None:
-        """Close the socket and wait until it is released (the port can be bound again)."""
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-            if self._protocol is not None:
-                await self._protocol.closed
+        """Close the socket (the port can be bound again when this returns); datagrams
+        still queued for a full send buffer are dropped."""
+        sock, loop = self._sock, self._loop
+        self._sock = None
+        if sock is None:
+            return
+        if loop is not None:
+            loop.remove_reader(sock.fileno())
+            if self._backlog:
+                loop.remove_writer(sock.fileno())
+        self._backlog.clear()
+        sock.close()
