@@ -227,7 +227,7 @@ async def _in_process(count: int, rate: float, profile: bool) -> dict[str, float
     gc.callbacks.remove(on_gc)
     endpoint._closed = True
     if profiler is not None:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("PROFILE_TOP", "30")))
     assert sink.sent == count, "every request gets its 200"
     return {
         "requests": count,
