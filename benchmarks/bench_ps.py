@@ -330,7 +330,7 @@ def run_sipp(port: int, scenario: Path, rate: int, seconds: float, workdir: Path
     cmd = ["sipp", f"127.0.0.1:{port}", "-sf", str(scenario), "-i", "127.0.0.1",
            "-p", str(free_port()), "-r", str(rate), "-rp", "1000", "-m", str(calls),
            "-l", str(max(rate * 3, 1000)), "-nr", "-buff_size", str(RCVBUF),
-           "-timeout", f"{int(seconds + 15)}s", "-trace_stat", "-stf", str(stat), "-fd", "3600"]
+           "-timeout", f"{int(seconds + 15)}s", "-trace_stat", "-stf", str(stat), "-fd", "1"]
     for key, value in (keys or {}).items():
         cmd += ["-key", key, value]
     if inf is not None:
