@@ -50,21 +50,6 @@ def control_message(payload: dict[str, Any], content: bytes | None = None) -> by
     return message
 
 
-def bind_shared(host: str, port: int) -> socket.socket:
-    """The UDP socket the workers share (bound before they start)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RCVBUF_BYTES)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
-
-
 class _SharedProtocol(_Protocol):
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         owner: SharedUdpTransport = self.owner  # type: ignore[assignment]

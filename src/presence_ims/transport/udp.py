@@ -29,6 +29,22 @@ SEND_BACKLOG_MAX = 4096
 """Datagrams queued while the socket's send buffer is full; beyond that a send fails."""
 
 
+def bind_udp(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to (host, port), with :data:`RCVBUF_BYTES` of
+    receive and send buffer (OSError when it cannot be bound)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RCVBUF_BYTES)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
 class _Protocol:
     """What the transport does with each datagram read: the endpoint's ``datagram_received``
     with an :class:`Address` per source (cached)."""
@@ -71,16 +87,7 @@ class UdpTransport:
         self._backlog: deque[tuple[bytes, tuple[str, int], Address, object]] = deque()
 
     async def start(self) -> None:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RCVBUF_BYTES)
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        await self._open(sock)
+        await self._open(bind_udp(self.host, self.port))
 
     def _make_protocol(self) -> _Protocol:
         return _Protocol(self)

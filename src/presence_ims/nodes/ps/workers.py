@@ -35,8 +35,9 @@ from typing import Any
 from ...logging import get_logger
 from ...storage import Store, StoreError, open_store
 from ...transport.resolve import Resolver
-from ...transport.shared_udp import SharedUdpTransport, bind_shared, control_message, inbox_pair
+from ...transport.shared_udp import SharedUdpTransport, control_message, inbox_pair
 from ...transport.spec import parse_listen
+from ...transport.udp import bind_udp
 from .config import PsConfig
 from .core import canonical_key
 from .node import RUN_MARKER, PsStartError, WorkerPlan, start_xcap
@@ -117,7 +118,7 @@ class PsCluster:
         except StoreError as exc:
             raise PsStartError(str(exc)) from None
         try:
-            self._sock = bind_shared(spec.host, spec.port)
+            self._sock = bind_udp(spec.host, spec.port)
         except OSError as exc:
             await self.store.close()
             raise PsStartError(f"PS cannot listen on {spec}: {exc.strerror or exc}") from None
