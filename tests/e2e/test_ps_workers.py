@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import select
 import signal
@@ -207,6 +208,30 @@ async def test_the_workers_die_with_their_parent_even_by_sigkill() -> None:
         await proc.wait()
         for fd in pidfds:
             os.close(fd)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_an_open_ps_says_so_in_its_first_log_line_once(workers: int) -> None:
+    """Issue #3: the explicit ``open`` trust mode says so in its first log line; with
+    workers, the parent says it and the workers do not repeat it."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "presence_ims", "node", "ps", "--trust", "open",
+        "--sip", "udp:127.0.0.1:0", "--workers", str(workers), "--log-level", "info",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line.startswith(b"ready: ps"), line
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+    events = [json.loads(raw)["event"] for raw in err.splitlines() if raw.startswith(b"{")]
+    assert events and events[0] == "trust_mode_open", events[:5]
+    assert events.count("trust_mode_open") == 1, events
 
 
 def _children_pidfds(pid: int) -> list[int]:

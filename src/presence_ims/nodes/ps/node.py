@@ -153,6 +153,8 @@ class PresenceServer:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
+        if self.worker is None:  # (a cluster's parent says it)
+            say_trust_mode(self.config, self.log)
         try:
             await self.store.open()
         except StoreError as exc:
@@ -178,11 +180,6 @@ class PresenceServer:
             self.log.info("listening", transport=spec.transport, host=spec.host, port=t.port)
         self.core.contact = self._contact()
         self.endpoint.on_request(self.handle)
-        if self.config.trust == "open" and self.worker is None:  # (a cluster's parent says it)
-            self.log.warning(
-                "trust_mode_open",
-                detail="accepting PUBLISH/SUBSCRIBE from any source without the IMS core",
-            )
         await self._restore()
         self._install_initial_rules()
         if self.config.xcap:
@@ -661,6 +658,15 @@ class PresenceServer:
     def set_rules(self, presentity: str, ruleset: presrules.Ruleset | None) -> None:
         """Install rules directly (tests and tools without XCAP)."""
         self._apply(self.core.set_rules(presentity, ruleset, self.clock()), None)
+
+
+def say_trust_mode(config: PsConfig, log: Any) -> None:
+    """The first log line of an ``open`` PS: it takes presence from anyone."""
+    if config.trust == "open":
+        log.warning(
+            "trust_mode_open",
+            detail="accepting PUBLISH/SUBSCRIBE from any source without the IMS core",
+        )
 
 
 async def start_xcap(

@@ -40,7 +40,7 @@ from ...transport.spec import parse_listen
 from ...transport.udp import bind_udp
 from .config import PsConfig
 from .core import canonical_key
-from .node import RUN_MARKER, PsStartError, WorkerPlan, start_xcap
+from .node import RUN_MARKER, PsStartError, WorkerPlan, say_trust_mode, start_xcap
 from .shard import Router, shard_of
 
 PR_SET_PDEATHSIG = 1
@@ -106,11 +106,7 @@ class PsCluster:
                 f"(got {', '.join(self.config.sip) or 'none'}): TCP and TLS are served by one process"
             )
         spec = specs[0]
-        if self.config.trust == "open":
-            self.log.warning(
-                "trust_mode_open",
-                detail="accepting PUBLISH/SUBSCRIBE from any source without the IMS core",
-            )
+        say_trust_mode(self.config, self.log)
         self.failed = asyncio.get_running_loop().create_future()
         try:
             await self.store.open()
