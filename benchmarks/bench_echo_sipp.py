@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchlib import SippStep, machine, sipp_elapsed
+from benchlib import SippStep, machine, sipp_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "benchmarks" / "sipp" / "options_uac.xml"
@@ -285,19 +285,7 @@ def run_step(port: int, rate: int, seconds: float, workdir: Path) -> Step:
     subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, timeout=seconds + 30, check=False, cwd=workdir)
     wall = time.monotonic() - started
-    successful = failed = 0
-    elapsed = wall
-    if stat.exists():
-        rows = [r for r in stat.read_text().splitlines() if r.strip()]
-        head = rows[0].split(";")
-        last = rows[-1].split(";")
-        col = {name: i for i, name in enumerate(head)}
-        successful = int(last[col["SuccessfulCall(C)"]])
-        failed = int(last[col["FailedCall(C)"]])
-        # StartTime and CurrentTime are "date<TAB>time<TAB>epoch"; ElapsedTime has whole seconds
-        span = (float(last[col["CurrentTime"]].split("\t")[-1])
-                - float(last[col["StartTime"]].split("\t")[-1]))
-        elapsed = span if span > 0 else sipp_elapsed(last[col["ElapsedTime(C)"]])
+    successful, failed, elapsed = sipp_counts(stat, wall)
     # calls never started or still pending when SIPp stopped count as failed too
     failed = max(failed, calls - successful)
     achieved = successful / max(elapsed, 1e-9) if successful else 0.0

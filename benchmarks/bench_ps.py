@@ -63,7 +63,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchlib import FAIL_LIMIT, SippStep, machine, sipp_elapsed
+from benchlib import FAIL_LIMIT, SippStep, machine, sipp_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "benchmarks"
@@ -356,19 +356,8 @@ def run_sipp(port: int, scenario: Path, rate: int, seconds: float, workdir: Path
         sipp_cpu = usage.ru_utime + usage.ru_stime
         proc.returncode = returncode
     wall = time.monotonic() - started
-    successful = failed = 0
-    elapsed = wall
-    if stat.exists():
-        rows = [r for r in stat.read_text().splitlines() if r.strip()]
-        if len(rows) >= 2:
-            head, last = rows[0].split(";"), rows[-1].split(";")
-            col = {name: i for i, name in enumerate(head)}
-            successful = int(last[col["SuccessfulCall(C)"]])
-            failed = int(last[col["FailedCall(C)"]])
-            span = (float(last[col["CurrentTime"]].split("\t")[-1])
-                    - float(last[col["StartTime"]].split("\t")[-1]))
-            elapsed = span if span > 0 else sipp_elapsed(last[col["ElapsedTime(C)"]])
-        stat.unlink()
+    successful, failed, elapsed = sipp_counts(stat, wall)
+    stat.unlink(missing_ok=True)
     failed = max(failed, calls - successful)  # never started or unfinished: failed too
     achieved = successful / max(elapsed, 1e-9) if successful else 0.0
     note = f"SIPp exit code {returncode}"

@@ -12,6 +12,7 @@ import platform
 import re
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 FAIL_LIMIT = 0.001  # more than 0.1% failed calls ends a ramp
 RATE_SHORTFALL = 0.95  # SIPp reaching less than 95% of the offered rate ends it too
@@ -69,3 +70,22 @@ def sipp_elapsed(text: str) -> float:
     """Seconds of a SIPp statistics time (``HH:MM:SS:mmm...``)."""
     h, m, s = text.split(":")[:3]
     return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def sipp_counts(stat: Path, wall: float) -> tuple[int, int, float]:
+    """(successful calls, failed calls, seconds) from the last row of SIPp's
+    ``-trace_stat`` file; (0, 0, ``wall``) when SIPp left no statistics row."""
+    successful = failed = 0
+    elapsed = wall
+    if stat.exists():
+        rows = [r for r in stat.read_text().splitlines() if r.strip()]
+        if len(rows) >= 2:
+            head, last = rows[0].split(";"), rows[-1].split(";")
+            col = {name: i for i, name in enumerate(head)}
+            successful = int(last[col["SuccessfulCall(C)"]])
+            failed = int(last[col["FailedCall(C)"]])
+            # StartTime and CurrentTime are "date<TAB>time<TAB>epoch"; ElapsedTime has whole seconds
+            span = (float(last[col["CurrentTime"]].split("\t")[-1])
+                    - float(last[col["StartTime"]].split("\t")[-1]))
+            elapsed = span if span > 0 else sipp_elapsed(last[col["ElapsedTime(C)"]])
+    return successful, failed, elapsed
