@@ -132,15 +132,18 @@ class UdpTransport:
         except (BlockingIOError, InterruptedError):
             self._queue(data, addr, destination, transaction)
         except (OSError, ValueError, OverflowError) as exc:
-            self.errors += 1
-            self.receiver.send_failed(destination, f"UDP send failed: {exc}", transaction)
+            self._failed(destination, f"UDP send failed: {exc}", transaction)
+
+    def _failed(self, destination: Address, reason: str, transaction: object) -> None:
+        """A datagram that will not leave: counted, and reported to the transaction."""
+        self.errors += 1
+        self.receiver.send_failed(destination, reason, transaction)
 
     def _queue(
         self, data: bytes, addr: tuple[str, int], destination: Address, transaction: object
     ) -> None:
         if len(self._backlog) >= SEND_BACKLOG_MAX:
-            self.errors += 1
-            self.receiver.send_failed(destination, "UDP send buffer full", transaction)
+            self._failed(destination, "UDP send buffer full", transaction)
             return
         if not self._backlog and self._loop is not None and self._sock is not None:
             self._loop.add_writer(self._sock.fileno(), self._write_ready)
@@ -156,8 +159,7 @@ class UdpTransport:
             except (BlockingIOError, InterruptedError):
                 return
             except (OSError, ValueError, OverflowError) as exc:
-                self.errors += 1
-                self.receiver.send_failed(destination, f"UDP send failed: {exc}", transaction)
+                self._failed(destination, f"UDP send failed: {exc}", transaction)
             backlog.popleft()
         if self._loop is not None and sock is not None:
             self._loop.remove_writer(sock.fileno())
