@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import structlog
 
+from presence_ims.transport.udp import bind_udp
+
 # Nodes log every message at debug level; with structlog unconfigured all of it
 # would be printed.  Tests print warnings and errors only.  The level is checked by
 # a processor, not by the bound logger, so that structlog.testing.capture_logs
@@ -39,6 +41,8 @@ structlog.configure(
 )
 
 TESTS_DIR = Path(__file__).resolve().parent
+DATA_DIR = TESTS_DIR / "data"
+RFC4475_DIR = DATA_DIR / "rfc4475"
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +53,6 @@ def _structlog_config_restored() -> Iterator[None]:
     saved = structlog.get_config()
     yield
     structlog.configure(**saved)
-DATA_DIR = TESTS_DIR / "data"
-RFC4475_DIR = DATA_DIR / "rfc4475"
 
 
 def shared_dir() -> Path | None:
@@ -126,10 +128,7 @@ async def udp_client() -> AsyncIterator[Callable[[], Awaitable[UdpClient]]]:
     made: list[UdpClient] = []
 
     async def make() -> UdpClient:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        sock.bind(("127.0.0.1", 0))
-        client = UdpClient(sock)
+        client = UdpClient(bind_udp("127.0.0.1", 0))
         made.append(client)
         return client
 
