@@ -316,6 +316,35 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_at(rate: int, seconds: float, loops: list[str], kinds: list[str], repeat: int) -> int:
+    """The server's CPU time per answered request at one offered rate, below its limit:
+    what each request costs, without the noise of where a ramp happens to stop. Rounds
+    alternate the servers, so that the machine's other work falls on all of them."""
+    with tempfile.TemporaryDirectory(prefix="bench-sipp-") as tmp:
+        for round_ in range(repeat):
+            for loop_name in loops:
+                for kind in kinds:
+                    if kind == "bare64" and loop_name != "asyncio":
+                        continue
+                    proc, port = start_server(kind, loop_name, seconds + 60)
+                    try:
+                        before = _cpu_seconds(proc.pid)
+                        step = run_step(port, rate, seconds, Path(tmp))
+                        used = _cpu_seconds(proc.pid) - before
+                    finally:
+                        stop_server(proc)
+                    per = used / step.successful * 1e6 if step.successful else float("nan")
+                    print(f"round {round_ + 1}  {kind:6s} {loop_name:7s} {per:6.1f} us CPU/request  "
+                          f"answered {step.achieved:8.1f}/s  failed {step.failed}", flush=True)
+    return 0
+
+
 def ramp(kind: str, loop_name: str, rates: list[int], seconds: float, deadline: float,
          workdir: Path) -> Series:
     series = Series(kind, loop_name)
@@ -414,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=5000.0,
                         help="simulated request rate of --in-process (default 5000/s)")
     parser.add_argument("--profile", action="store_true", help="cProfile of the --in-process run")
+    parser.add_argument("--cpu-at", type=int, metavar="RATE",
+                        help="no ramp: SIPp at this one rate for --step-seconds against each "
+                             "server, --repeat times, printing the server's CPU time per request")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of --cpu-at (default 1)")
     args = parser.parse_args(argv)
 
     if args.serve:
@@ -430,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
             import uvloop  # noqa: F401
         except ImportError:
             loops.remove("uvloop")
+    if args.cpu_at:
+        return cpu_at(args.cpu_at, args.step_seconds, loops, args.servers.split(","), args.repeat)
     deadline = time.monotonic() + args.max_total_seconds
     results: list[Series] = []
     with tempfile.TemporaryDirectory(prefix="bench-sipp-") as tmp:
